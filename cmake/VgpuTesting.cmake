@@ -13,5 +13,20 @@ function(vgpu_unit_test name)
     target_include_directories(${name} SYSTEM PRIVATE ${CMOCKA_INCLUDE_DIR})
     target_link_libraries(${name} PRIVATE ${CMOCKA_LIBRARY} ${ARG_LIBS})
     add_test(NAME unit.${name} COMMAND ${name})
-    set_tests_properties(unit.${name} PROPERTIES LABELS "unit" TIMEOUT 300)
+    set_tests_properties(unit.${name} PROPERTIES LABELS "unit;sanitize" TIMEOUT 300)
+endfunction()
+
+# vgpu_integration_test(NAME SCRIPT [ARGS...] [LABELS l...] [TIMEOUT s]): a script that drives
+# the real binaries; it gets the build, the dependency's bin/ and a scratch directory through
+# the environment (tests/integration/lib.sh).
+function(vgpu_integration_test name script)
+    cmake_parse_arguments(ARG "" "TIMEOUT" "LABELS" ${ARGN})
+    if(NOT ARG_TIMEOUT)
+        set(ARG_TIMEOUT 600)
+    endif()
+    add_test(NAME ${name} COMMAND ${script} ${ARG_UNPARSED_ARGUMENTS})
+    set_tests_properties(${name} PROPERTIES
+        LABELS "integration;${ARG_LABELS}"
+        TIMEOUT ${ARG_TIMEOUT}
+        ENVIRONMENT "VGPU_BUILD=${CMAKE_BINARY_DIR};LLAMA_BIN=${LLAMA_BIN};VGPU_SCRATCH=${CMAKE_BINARY_DIR}/test-scratch/${name}")
 endfunction()
