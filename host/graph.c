@@ -409,7 +409,9 @@ static uint32_t build_baseline(struct vgpu_ctx *ctx, struct vgpu_graph *g, uint3
             if (!id)
                 continue;
             int64_t idx = find_id(map, n_tensors, id);
-            if (idx < 0 || idx >= (int64_t)i)
+            /* Only a source may name the tensor itself (ggml_cast), never a view source. */
+            int64_t limit = s < GGML_MAX_SRC ? (int64_t)i + 1 : (int64_t)i;
+            if (idx < 0 || idx >= limit)
                 return vgpu_fail(ctx, VGPU_INVALID, "tensor %u refers to id 0x%llx, not an earlier tensor", i,
                                  (unsigned long long)id);
             if (s < GGML_MAX_SRC)

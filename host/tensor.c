@@ -81,8 +81,13 @@ uint32_t vgpu_tensor_build(struct vgpu_ctx *ctx, const struct vgpu_tdesc *d, enu
         return r;
     if (d->op >= GGML_OP_COUNT)
         return vgpu_fail(ctx, VGPU_INVALID, "tensor op %u out of range", d->op);
+    /*
+     * Sources point back, which rules out cycles. The one exception is what ggml itself builds:
+     * ggml_cast() makes a CPY whose src[1] (the destination) is the result tensor.
+     */
     for (int i = 0; i < GGML_MAX_SRC; i++) {
-        if (d->src[i] >= (int32_t)idx || d->src[i] < -1)
+        bool self_ok = d->op == GGML_OP_CPY && i == 1 && d->src[i] == (int32_t)idx;
+        if ((d->src[i] >= (int32_t)idx && !self_ok) || d->src[i] < -1)
             return vgpu_fail(ctx, VGPU_INVALID, "tensor %u: src[%d] is not an earlier tensor", idx, i);
     }
     if (d->view_src >= (int32_t)idx || d->view_src < -1)
@@ -206,7 +211,7 @@ bool vgpu_tdesc_from_wire(const struct vgpu_wire_tensor *w, uint32_t idx, struct
     bool ok = true;
     for (int i = 0; i < GGML_MAX_SRC; i++) {
         d->src[i] = (int32_t)w->src[i] - 1;
-        if (w->src[i] > idx) /* 1 + index with index < idx */
+        if (w->src[i] > idx + 1) /* 1 + index with index < idx, or idx itself (see below) */
             ok = false;
     }
     d->view_src = (int32_t)w->view_src - 1;

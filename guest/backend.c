@@ -1,0 +1,314 @@
+/*
+ * Backend (stream) interface: graph compute with graph reuse by cgraph->uid, graph_optimize
+ * forwarded to the host backend, synchronous data access.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apir.h"
+#include "ext.h"
+#include "ggml-impl.h"
+#include "guest.h"
+
+/* ---- mirror of the host's graph cache ------------------------------------------------------- */
+
+void vgpu_graph_lru_init(struct vgpu_graph_lru *l, uint32_t slots)
+{
+    memset(l, 0, sizeof(*l));
+    pthread_mutex_init(&l->lock, NULL);
+    if (slots) {
+        l->uids = calloc(slots, sizeof(*l->uids));
+        if (l->uids)
+            l->cap = slots;
+    }
+}
+
+void vgpu_graph_lru_free(struct vgpu_graph_lru *l)
+{
+    free(l->uids);
+    pthread_mutex_destroy(&l->lock);
+    memset(l, 0, sizeof(*l));
+}
+
+/* Position of uid, or -1 (lock held). */
+static int lru_find(const struct vgpu_graph_lru *l, uint64_t uid)
+{
+    for (uint32_t i = 0; i < l->n; i++) {
+        if (l->uids[i] == uid)
+            return (int)i;
+    }
+    return -1;
+}
+
+bool vgpu_graph_lru_touch(struct vgpu_graph_lru *l, uint64_t uid)
+{
+    pthread_mutex_lock(&l->lock);
+    int i = lru_find(l, uid);
+    if (i > 0) {
+        memmove(l->uids + 1, l->uids, (size_t)i * sizeof(*l->uids));
+        l->uids[0] = uid;
+    }
+    pthread_mutex_unlock(&l->lock);
+    return i >= 0;
+}
+
+void vgpu_graph_lru_insert(struct vgpu_graph_lru *l, uint64_t uid)
+{
+    pthread_mutex_lock(&l->lock);
+    if (l->cap) {
+        int i = lru_find(l, uid);
+        uint32_t move = i >= 0 ? (uint32_t)i : (l->n < l->cap ? l->n : l->cap - 1);
+        memmove(l->uids + 1, l->uids, (size_t)move * sizeof(*l->uids));
+        l->uids[0] = uid;
+        if (i < 0 && l->n < l->cap)
+            l->n++;
+    }
+    pthread_mutex_unlock(&l->lock);
+}
+
+void vgpu_graph_lru_remove(struct vgpu_graph_lru *l, uint64_t uid)
+{
+    pthread_mutex_lock(&l->lock);
+    int i = lru_find(l, uid);
+    if (i >= 0) {
+        memmove(l->uids + i, l->uids + i + 1, (size_t)(l->n - (uint32_t)i - 1) * sizeof(*l->uids));
+        l->n--;
+    }
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* ---- backend interface ------------------------------------------------------------------------- */
+
+struct vgpu_backend_ctx {
+    struct vgpu_device     *dev;
+    struct vgpu_graph_image img;       /* serialization scratch, reused */
+    int                     n_threads; /* last value the host accepted (0: none yet) */
+    bool                    n_threads_unsupported;
+};
+
+/* Our own backend GUID (not upstream's: the two backends are different implementations). */
+static ggml_guid vgpu_guid = { 0x5a, 0x9c, 0x31, 0xe4, 0x7b, 0x02, 0x4d, 0x8f,
+                               0xa6, 0x1e, 0xc3, 0x57, 0x90, 0x2b, 0x64, 0xd8 };
+
+static struct vgpu_backend_ctx *ctx_of(ggml_backend_t backend)
+{
+    return backend->context;
+}
+
+static const char *backend_get_name(ggml_backend_t backend)
+{
+    return ctx_of(backend)->dev->name;
+}
+
+static void backend_free(ggml_backend_t backend)
+{
+    struct vgpu_backend_ctx *ctx = ctx_of(backend);
+    vgpu_graph_image_free(&ctx->img);
+    free(ctx);
+    free(backend);
+}
+
+/* Data access completes before returning: the async variants are the synchronous ones. */
+static void backend_set_tensor_async(ggml_backend_t backend, struct ggml_tensor *tensor, const void *data,
+                                     size_t offset, size_t size)
+{
+    (void)backend;
+    ggml_backend_tensor_set(tensor, data, offset, size);
+}
+
+static void backend_get_tensor_async(ggml_backend_t backend, const struct ggml_tensor *tensor, void *data,
+                                     size_t offset, size_t size)
+{
+    (void)backend;
+    ggml_backend_tensor_get(tensor, data, offset, size);
+}
+
+static void backend_set_tensor_2d_async(ggml_backend_t backend, struct ggml_tensor *tensor, const void *data,
+                                        size_t offset, size_t size, size_t n_copies, size_t stride_tensor,
+                                        size_t stride_data)
+{
+    (void)backend;
+    ggml_backend_tensor_set_2d(tensor, data, offset, size, n_copies, stride_tensor, stride_data);
+}
+
+static void backend_get_tensor_2d_async(ggml_backend_t backend, const struct ggml_tensor *tensor, void *data,
+                                        size_t offset, size_t size, size_t n_copies, size_t stride_tensor,
+                                        size_t stride_data)
+{
+    (void)backend;
+    ggml_backend_tensor_get_2d(tensor, data, offset, size, n_copies, stride_tensor, stride_data);
+}
+
+/* Every call has completed when it returns: nothing is ever pending. */
+static void backend_synchronize(ggml_backend_t backend)
+{
+    (void)backend;
+}
+
+static enum ggml_status to_ggml_status(int32_t s)
+{
+    switch (s) {
+    case GGML_STATUS_SUCCESS:
+    case GGML_STATUS_ABORTED:
+    case GGML_STATUS_ALLOC_FAILED:
+    case GGML_STATUS_FAILED:
+        return (enum ggml_status)s;
+    default:
+        return GGML_STATUS_FAILED;
+    }
+}
+
+static enum ggml_status compute_failed(struct vgpu_device *dev, const char *what, int code)
+{
+    if (code < 0 && vgpu_channel_is_lost(dev->state->ch))
+        return GGML_STATUS_FAILED; /* already reported once by the channel */
+    GGML_LOG_ERROR("ggml-virtgpu: %s: graph compute failed: %s%s%s\n", dev->name, what, code == 0 ? "" : ": ",
+                   code == 0 ? "" : code > 0 ? vgpu_status_name((uint32_t)code) : strerror(-code));
+    return GGML_STATUS_FAILED;
+}
+
+static enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggml_cgraph *cgraph)
+{
+    struct vgpu_backend_ctx *ctx = ctx_of(backend);
+    struct vgpu_device *dev = ctx->dev;
+    struct vgpu_state *st = dev->state;
+    if (cgraph->n_nodes <= 0)
+        return GGML_STATUS_SUCCESS;
+    if (vgpu_channel_is_lost(st->ch))
+        return GGML_STATUS_FAILED;
+
+    char why[256];
+    int32_t status;
+    if (st->baseline) {
+        if (vgpu_graph_serialize(&ctx->img, cgraph, &vgpu_locator, VGPU_GRAPH_FORM_BASELINE, why, sizeof(why)) != 0)
+            return compute_failed(dev, why, 0);
+        int code = vgpu_remote_base_graph_compute(st->ch, ctx->img.data, ctx->img.size, &status);
+        if (code != VGPU_OK)
+            return compute_failed(dev, "host error", code);
+        return to_ggml_status(status);
+    }
+
+    /* Graph reuse: a uid the host holds is recomputed without sending the graph again. */
+    uint64_t uid = st->graph_cache_slots ? cgraph->uid : 0;
+    uint32_t result;
+    if (uid && vgpu_graph_lru_touch(&dev->graphs, uid)) {
+        int code = vgpu_remote_graph_compute(st->ch, dev->index, uid, NULL, 0, &result, &status);
+        if (code != VGPU_OK)
+            return compute_failed(dev, "host error", code);
+        if (result == VGPU_GRAPH_COMPUTED)
+            return to_ggml_status(status);
+        /* The host dropped it (evicted, or one of its buffers was freed): send it again. */
+        vgpu_graph_lru_remove(&dev->graphs, uid);
+    }
+    if (vgpu_graph_serialize(&ctx->img, cgraph, &vgpu_locator, VGPU_GRAPH_FORM_EXT, why, sizeof(why)) != 0)
+        return compute_failed(dev, why, 0);
+    int code = vgpu_remote_graph_compute(st->ch, dev->index, uid, ctx->img.data, ctx->img.size, &result, &status);
+    if (code != VGPU_OK)
+        return compute_failed(dev, "host error", code);
+    if (result != VGPU_GRAPH_COMPUTED)
+        return compute_failed(dev, "the host did not compute the graph it was sent", 0);
+    if (uid)
+        vgpu_graph_lru_insert(&dev->graphs, uid);
+    return to_ggml_status(status);
+}
+
+/*
+ * Runs the host backend's graph_optimize: the host answers a new node order and the
+ * allocation dependencies its reordering needs; both are applied here. A no-op when the
+ * host backend has none, in the baseline, or on any failure (the original order is valid).
+ */
+static void backend_graph_optimize(ggml_backend_t backend, struct ggml_cgraph *cgraph,
+                                   struct ggml_backend_graph_optimize_params *params)
+{
+    struct vgpu_backend_ctx *ctx = ctx_of(backend);
+    struct vgpu_device *dev = ctx->dev;
+    struct vgpu_state *st = dev->state;
+    if (st->baseline || !(dev->info.buft_flags & VGPU_BUFT_GRAPH_OPTIMIZE) || cgraph->n_nodes < 2 ||
+        vgpu_channel_is_lost(st->ch))
+        return;
+    char why[256];
+    if (vgpu_graph_serialize(&ctx->img, cgraph, &vgpu_locator, VGPU_GRAPH_FORM_EXT, why, sizeof(why)) != 0) {
+        GGML_LOG_WARN("ggml-virtgpu: %s: graph_optimize skipped: %s\n", dev->name, why);
+        return;
+    }
+    uint32_t n = ctx->img.n_nodes;
+    uint32_t *order = malloc((size_t)n * sizeof(*order));
+    struct ggml_tensor **nodes = malloc((size_t)n * sizeof(*nodes));
+    uint32_t *deps = NULL, n_deps = 0;
+    int code = order && nodes ? vgpu_remote_graph_optimize(st->ch, dev->index, ctx->img.data, ctx->img.size, n,
+                                                           ctx->img.n_tensors, order, &deps, &n_deps)
+                              : -ENOMEM;
+    if (code == VGPU_OK) {
+        memcpy(nodes, cgraph->nodes, (size_t)n * sizeof(*nodes));
+        for (uint32_t i = 0; i < n; i++)
+            cgraph->nodes[i] = nodes[order[i]];
+        if (params && params->add_alloc_dep) {
+            for (uint32_t i = 0; i < n_deps; i++)
+                params->add_alloc_dep(params->user_data, (struct ggml_tensor *)ctx->img.tensors[deps[2 * i]],
+                                      (struct ggml_tensor *)ctx->img.tensors[deps[2 * i + 1]]);
+        }
+    } else if (!(code < 0 && vgpu_channel_is_lost(st->ch))) {
+        GGML_LOG_WARN("ggml-virtgpu: %s: graph_optimize skipped: %s\n", dev->name,
+                      code > 0 ? vgpu_status_name((uint32_t)code) : strerror(-code));
+    }
+    free(deps);
+    free(nodes);
+    free(order);
+}
+
+static const struct ggml_backend_i backend_iface = {
+    .get_name = backend_get_name,
+    .free = backend_free,
+    .set_tensor_async = backend_set_tensor_async,
+    .get_tensor_async = backend_get_tensor_async,
+    .set_tensor_2d_async = backend_set_tensor_2d_async,
+    .get_tensor_2d_async = backend_get_tensor_2d_async,
+    .cpy_tensor_async = NULL,
+    .synchronize = backend_synchronize,
+    .graph_plan_create = NULL,
+    .graph_plan_free = NULL,
+    .graph_plan_update = NULL,
+    .graph_plan_compute = NULL,
+    .graph_compute = backend_graph_compute,
+    .event_record = NULL,
+    .event_wait = NULL,
+    .graph_optimize = backend_graph_optimize,
+};
+
+ggml_backend_t vgpu_backend_new(struct vgpu_device *dev)
+{
+    struct vgpu_backend_ctx *ctx = calloc(1, sizeof(*ctx));
+    ggml_backend_t backend = calloc(1, sizeof(*backend));
+    if (!ctx || !backend) {
+        free(ctx);
+        free(backend);
+        return NULL;
+    }
+    ctx->dev = dev;
+    backend->guid = &vgpu_guid;
+    backend->iface = backend_iface;
+    backend->device = &dev->gdev;
+    backend->context = ctx;
+    return backend;
+}
+
+void vgpu_backend_set_n_threads(ggml_backend_t backend, int n_threads)
+{
+    if (!backend || !ggml_guid_matches(backend->guid, &vgpu_guid) || n_threads <= 0)
+        return;
+    struct vgpu_backend_ctx *ctx = ctx_of(backend);
+    struct vgpu_device *dev = ctx->dev;
+    /* llama.cpp calls this before every graph: only a change costs a round trip. */
+    if (dev->state->baseline || ctx->n_threads_unsupported || ctx->n_threads == n_threads)
+        return; /* APIR 0.2 has no such command: the host keeps its own default */
+    int code = vgpu_remote_set_n_threads(dev->state->ch, dev->index, (uint32_t)n_threads);
+    if (code == VGPU_OK) {
+        ctx->n_threads = n_threads;
+    } else if (code == VGPU_UNSUPPORTED) {
+        ctx->n_threads_unsupported = true; /* the host backend has no thread setting */
+    } else if (!(code < 0 && vgpu_channel_is_lost(dev->state->ch))) {
+        GGML_LOG_WARN("ggml-virtgpu: %s: set_n_threads(%d) failed: %s\n", dev->name, n_threads,
+                      code > 0 ? vgpu_status_name((uint32_t)code) : strerror(-code));
+    }
+}

@@ -1,0 +1,77 @@
+# shellcheck shell=bash
+# Shared helpers of the integration tests. CTest passes the locations through the environment:
+#   VGPU_BUILD   this project's build directory (bin/, lib/)
+#   LLAMA_BIN    the dependency's bin/ (test-backend-ops, llama-completion, llama-bench, ...)
+#   VGPU_SCRATCH a scratch directory for this test (created, emptied on exit)
+# A test sources this file, calls vgpu_start_server, and runs guest programs with
+# vgpu_guest_env set. Every helper fails the test (exit 1) with a message on error.
+set -euo pipefail
+
+: "${VGPU_BUILD:?VGPU_BUILD not set}"
+: "${LLAMA_BIN:?LLAMA_BIN not set}"
+: "${VGPU_SCRATCH:?VGPU_SCRATCH not set}"
+
+VGPU_SERVER_PID=
+VGPU_SOCKET=
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+note() {
+    echo "[$(basename "$0")] $*"
+}
+
+_vgpu_cleanup() {
+    if [ -n "$VGPU_SERVER_PID" ] && kill -0 "$VGPU_SERVER_PID" 2>/dev/null; then
+        kill "$VGPU_SERVER_PID" 2>/dev/null || true
+        wait "$VGPU_SERVER_PID" 2>/dev/null || true
+    fi
+}
+trap _vgpu_cleanup EXIT
+
+rm -rf "$VGPU_SCRATCH"
+mkdir -p "$VGPU_SCRATCH"
+
+# vgpu_start_server [server options...]: starts ggml-virtgpu-server on a fresh socket in the
+# scratch directory, logging to $VGPU_SCRATCH/server.log, and waits until it listens.
+vgpu_start_server() {
+    VGPU_SOCKET="$VGPU_SCRATCH/virtgpu.sock"
+    "$VGPU_BUILD/bin/ggml-virtgpu-server" --socket "$VGPU_SOCKET" "$@" \
+        >"$VGPU_SCRATCH/server.log" 2>&1 &
+    VGPU_SERVER_PID=$!
+    for _ in $(seq 200); do
+        [ -S "$VGPU_SOCKET" ] && return 0
+        kill -0 "$VGPU_SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    cat "$VGPU_SCRATCH/server.log" >&2
+    fail "ggml-virtgpu-server did not start"
+}
+
+# vgpu_stop_server: stops it (SIGTERM) and checks that it exited cleanly.
+vgpu_stop_server() {
+    kill "$VGPU_SERVER_PID"
+    local rc=0
+    wait "$VGPU_SERVER_PID" || rc=$?
+    VGPU_SERVER_PID=
+    [ "$rc" = 0 ] || fail "server exited with status $rc on SIGTERM (log: $VGPU_SCRATCH/server.log)"
+}
+
+# vgpu_guest: runs a command as a guest application (our backend module, our socket).
+vgpu_guest() {
+    GGML_BACKEND_PATH="$VGPU_BUILD/lib/libggml-virtgpu.so" GGML_VIRTGPU_SOCKET="$VGPU_SOCKET" "$@"
+}
+
+# vgpu_tiny_model: prints the path of the tiny model, generating it once per build tree.
+vgpu_tiny_model() {
+    local m="$VGPU_BUILD/test-models/tiny.gguf"
+    if [ ! -f "$m" ]; then
+        mkdir -p "$(dirname "$m")"
+        # Tests may run in parallel: write privately, then rename atomically.
+        "$VGPU_BUILD/bin/ggml-virtgpu-gen-model" --size tiny -o "$m.$$" >/dev/null
+        mv "$m.$$" "$m"
+    fi
+    echo "$m"
+}
