@@ -273,6 +273,8 @@ uint32_t vgpu_ctx_create(uint32_t ctx_id, const struct virgl_apir_callbacks *cbs
         ret = APIR_LOAD_LIBRARY_INIT_BASE_INDEX + APIR_BACKEND_INITIALIZE_BACKEND_INIT_FAILED;
         goto fail;
     }
+    const char *trace = config(ctx, VGPU_CFG_TRACE);
+    vgpu_trace_open(&ctx->trace, trace ? trace : getenv("GGML_VIRTGPU_TRACE"), ctx_id);
     vgpu_log(ctx, VGPU_LOG_INFO, "loaded %s (%s): %u device(s), buffer quota %llu bytes", path,
              ggml_backend_reg_name(ctx->reg), ctx->n_devices, (unsigned long long)ctx->quota.buffer_bytes);
     *out = ctx;
@@ -296,6 +298,7 @@ void vgpu_ctx_destroy(struct vgpu_ctx *ctx)
     }
     vgpu_graph_free(ctx->scratch_graph);
     ctx->scratch_graph = NULL;
+    vgpu_trace_close(&ctx->trace);
 
     uint32_t cur = 0;
     void *p;

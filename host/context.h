@@ -18,6 +18,7 @@
 #include "ggml-backend-impl.h"
 #include "ggml-backend.h"
 #include "objects.h"
+#include "trace.h"
 #include "resources.h"
 
 struct vgpu_graph;
@@ -118,6 +119,8 @@ struct vgpu_ctx {
     struct vgpu_scratch aux;   /* per-tensor bookkeeping during a build */
     struct vgpu_scratch aux2;  /* id hash map (baseline) / optimize deps */
     struct vgpu_scratch copy;  /* bounded copy scratch (VGPU_COPY_CHUNK) */
+
+    struct vgpu_trace trace; /* test facility, off unless configured (trace.h) */
 };
 
 /*

@@ -136,5 +136,7 @@ uint32_t vgpu_dispatch(struct vgpu_ctx *ctx, uint32_t cmd, const char *dec_cur, 
         *enc_cur_after = (char *)enc.cur;
 out:
     ctx->cmd_name = NULL;
+    vgpu_trace_reply(&ctx->trace, cmd, code, enc_cur,
+                     enc_cur_after && *enc_cur_after ? (size_t)(*enc_cur_after - enc_cur) : 0);
     return code;
 }

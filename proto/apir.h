@@ -126,6 +126,7 @@ struct vgpu_apir_callbacks {
 #define VGPU_CFG_QUOTA_NODES    "ggml-virtgpu.quota.graph-nodes"
 #define VGPU_CFG_QUOTA_COMMAND  "ggml-virtgpu.quota.command-bytes"
 #define VGPU_CFG_LOG_LEVEL      "ggml-virtgpu.log-level"
+#define VGPU_CFG_TRACE          "ggml-virtgpu.trace" /* test facility, host/trace.h */
 
 typedef uint32_t (*apir_backend_initialize_fn)(uint32_t ctx_id, struct virgl_apir_callbacks *cbs);
 typedef uint32_t (*apir_backend_dispatcher_fn)(uint32_t ctx_id, struct virgl_apir_callbacks *cbs,
