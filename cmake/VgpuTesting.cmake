@@ -16,6 +16,22 @@ function(vgpu_unit_test name)
     set_tests_properties(unit.${name} PROPERTIES LABELS "unit;sanitize" TIMEOUT 300)
 endfunction()
 
+# In a sanitizer build our guest module is instrumented, but the programs that load it (the
+# dependency's tools) are not: the sanitizer runtimes must then be preloaded into them.
+set(VGPU_PRELOAD "")
+foreach(san address undefined)
+    if(GGML_VIRTGPU_SANITIZE MATCHES "${san}")
+        set(lib libasan.so)
+        if(san STREQUAL "undefined")
+            set(lib libubsan.so)
+        endif()
+        execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=${lib}
+                        OUTPUT_VARIABLE path OUTPUT_STRIP_TRAILING_WHITESPACE)
+        list(APPEND VGPU_PRELOAD ${path})
+    endif()
+endforeach()
+string(REPLACE ";" ":" VGPU_PRELOAD "${VGPU_PRELOAD}")
+
 # vgpu_integration_test(NAME SCRIPT [ARGS...] [LABELS l...] [TIMEOUT s]): a script that drives
 # the real binaries; it gets the build, the dependency's bin/ and a scratch directory through
 # the environment (tests/integration/lib.sh).
@@ -28,5 +44,5 @@ function(vgpu_integration_test name script)
     set_tests_properties(${name} PROPERTIES
         LABELS "integration;${ARG_LABELS}"
         TIMEOUT ${ARG_TIMEOUT}
-        ENVIRONMENT "VGPU_BUILD=${CMAKE_BINARY_DIR};LLAMA_BIN=${LLAMA_BIN};VGPU_SCRATCH=${CMAKE_BINARY_DIR}/test-scratch/${name}")
+        ENVIRONMENT "VGPU_BUILD=${CMAKE_BINARY_DIR};LLAMA_BIN=${LLAMA_BIN};VGPU_SCRATCH=${CMAKE_BINARY_DIR}/test-scratch/${name};VGPU_PRELOAD=${VGPU_PRELOAD}")
 endfunction()

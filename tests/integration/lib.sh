@@ -59,9 +59,16 @@ vgpu_stop_server() {
     [ "$rc" = 0 ] || fail "server exited with status $rc on SIGTERM (log: $VGPU_SCRATCH/server.log)"
 }
 
-# vgpu_guest: runs a command as a guest application (our backend module, our socket).
+# vgpu_guest: runs a command as a guest application (our backend module, our socket). In a
+# sanitizer build the sanitizer runtimes are preloaded into it (VGPU_PRELOAD, set by CMake);
+# leak checking stays on for our own programs but not for the dependency's tools.
 vgpu_guest() {
-    GGML_BACKEND_PATH="$VGPU_BUILD/lib/libggml-virtgpu.so" GGML_VIRTGPU_SOCKET="$VGPU_SOCKET" "$@"
+    if [ -n "${VGPU_PRELOAD:-}" ]; then
+        LD_PRELOAD="$VGPU_PRELOAD" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+            GGML_BACKEND_PATH="$VGPU_BUILD/lib/libggml-virtgpu.so" GGML_VIRTGPU_SOCKET="$VGPU_SOCKET" "$@"
+    else
+        GGML_BACKEND_PATH="$VGPU_BUILD/lib/libggml-virtgpu.so" GGML_VIRTGPU_SOCKET="$VGPU_SOCKET" "$@"
+    fi
 }
 
 # vgpu_tiny_model: prints the path of the tiny model, generating it once per build tree.

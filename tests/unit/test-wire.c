@@ -287,9 +287,18 @@ static void test_messages_roundtrip(void **state)
     struct vgpu_enc enc;
     struct vgpu_dec dec;
 
-    struct vgpu_hello h = { .ext_version = 1, .features = 3, .abi_hash = 0xFEEDull, .n_ops = 101,
-                            .n_types = 43, .tensor_size = 336, .n_devices = 2,
-                            .graph_cache_slots = 8, .max_command_size = 1 << 20 };
+    /* memset first: the struct has padding, and whole structs are compared below. */
+    struct vgpu_hello h;
+    memset(&h, 0, sizeof(h));
+    h.ext_version = 1;
+    h.features = 3;
+    h.abi_hash = 0xFEEDull;
+    h.n_ops = 101;
+    h.n_types = 43;
+    h.tensor_size = 336;
+    h.n_devices = 2;
+    h.graph_cache_slots = 8;
+    h.max_command_size = 1 << 20;
     vgpu_enc_init(&enc, buf, sizeof(buf));
     vgpu_enc_hello_reply(&enc, &h);
     assert_int_equal(vgpu_enc_used(&enc), 48);
@@ -342,8 +351,13 @@ static void test_messages_roundtrip(void **state)
     assert_true(vgpu_dec_transfer(&dec, &x2));
     assert_memory_equal(&x, &x2, sizeof(x));
 
-    struct vgpu_graph_request g = { .dev = 1, .flags = 0, .uid = 42, .res_id = 3,
-                                    .res_offset = 4096, .size = 9999 };
+    struct vgpu_graph_request g;
+    memset(&g, 0, sizeof(g));
+    g.dev = 1;
+    g.uid = 42;
+    g.res_id = 3;
+    g.res_offset = 4096;
+    g.size = 9999;
     vgpu_enc_init(&enc, buf, sizeof(buf));
     vgpu_enc_graph_request(&enc, &g);
     assert_int_equal(vgpu_enc_used(&enc), 40);
