@@ -82,6 +82,8 @@ uint32_t vgpu_dispatch(struct vgpu_ctx *ctx, uint32_t cmd, const char *dec_cur, 
 {
     if (enc_cur_after)
         *enc_cur_after = enc_cur;
+    if (dec_cur && dec_end >= dec_cur)
+        vgpu_trace_request(&ctx->trace, cmd, dec_cur, (size_t)(dec_end - dec_cur));
     const struct command *c = find(cmd);
     if (c) {
         ctx->cmd_name = c->name;

@@ -59,13 +59,26 @@ void vgpu_trace_open(struct vgpu_trace *t, const char *prefix, uint32_t ctx_id)
     char path[4096];
     snprintf(path, sizeof(path), "%s.%d.%u.replies", prefix, (int)getpid(), ctx_id);
     t->replies = fopen(path, "wb");
+    snprintf(path, sizeof(path), "%s.%d.%u.requests", prefix, (int)getpid(), ctx_id);
+    t->requests = fopen(path, "wb");
     snprintf(path, sizeof(path), "%s.%d.%u.maps", prefix, (int)getpid(), ctx_id);
     t->maps = fopen(path, "w");
-    if (!t->replies || !t->maps) {
+    if (!t->replies || !t->requests || !t->maps) {
         vgpu_trace_close(t);
         return;
     }
     snapshot_maps(t);
+}
+
+void vgpu_trace_request(struct vgpu_trace *t, uint32_t cmd, const void *req, size_t len)
+{
+    if (!t->requests)
+        return;
+    uint32_t head[2] = { cmd, (uint32_t)len };
+    fwrite(head, sizeof(head), 1, t->requests);
+    if (len)
+        fwrite(req, 1, len, t->requests);
+    fflush(t->requests);
 }
 
 void vgpu_trace_reply(struct vgpu_trace *t, uint32_t cmd, uint32_t code, const void *reply, size_t len)
@@ -86,6 +99,8 @@ void vgpu_trace_close(struct vgpu_trace *t)
         snapshot_maps(t);
     if (t->replies)
         fclose(t->replies);
+    if (t->requests)
+        fclose(t->requests);
     if (t->maps)
         fclose(t->maps);
     free(t->last_maps);
