@@ -18,15 +18,27 @@ void vgpu_graph_lru_init(struct vgpu_graph_lru *l, uint32_t slots)
     memset(l, 0, sizeof(*l));
     pthread_mutex_init(&l->lock, NULL);
     if (slots) {
-        l->uids = calloc(slots, sizeof(*l->uids));
-        if (l->uids)
+        l->e = calloc(slots, sizeof(*l->e));
+        if (l->e)
             l->cap = slots;
     }
 }
 
+void vgpu_graph_lru_clear(struct vgpu_graph_lru *l)
+{
+    pthread_mutex_lock(&l->lock);
+    for (uint32_t i = 0; i < l->n; i++) {
+        free(l->e[i].image);
+        l->e[i].image = NULL;
+    }
+    l->n = 0;
+    pthread_mutex_unlock(&l->lock);
+}
+
 void vgpu_graph_lru_free(struct vgpu_graph_lru *l)
 {
-    free(l->uids);
+    vgpu_graph_lru_clear(l);
+    free(l->e);
     pthread_mutex_destroy(&l->lock);
     memset(l, 0, sizeof(*l));
 }
@@ -35,36 +47,73 @@ void vgpu_graph_lru_free(struct vgpu_graph_lru *l)
 static int lru_find(const struct vgpu_graph_lru *l, uint64_t uid)
 {
     for (uint32_t i = 0; i < l->n; i++) {
-        if (l->uids[i] == uid)
+        if (l->e[i].uid == uid)
             return (int)i;
     }
     return -1;
+}
+
+/* Moves entry i to the front (lock held). */
+static void lru_front(struct vgpu_graph_lru *l, uint32_t i)
+{
+    struct vgpu_graph_slot e = l->e[i];
+    memmove(l->e + 1, l->e, (size_t)i * sizeof(*l->e));
+    l->e[0] = e;
 }
 
 bool vgpu_graph_lru_touch(struct vgpu_graph_lru *l, uint64_t uid)
 {
     pthread_mutex_lock(&l->lock);
     int i = lru_find(l, uid);
-    if (i > 0) {
-        memmove(l->uids + 1, l->uids, (size_t)i * sizeof(*l->uids));
-        l->uids[0] = uid;
-    }
+    if (i > 0)
+        lru_front(l, (uint32_t)i);
     pthread_mutex_unlock(&l->lock);
     return i >= 0;
 }
 
+void vgpu_graph_lru_insert_image(struct vgpu_graph_lru *l, uint64_t uid, const uint8_t *image, size_t size)
+{
+    uint8_t *copy = NULL;
+    if (image && size) {
+        copy = malloc(size);
+        if (copy)
+            memcpy(copy, image, size);
+    }
+    pthread_mutex_lock(&l->lock);
+    if (!l->cap) {
+        pthread_mutex_unlock(&l->lock);
+        free(copy);
+        return;
+    }
+    int i = lru_find(l, uid);
+    if (i < 0) {
+        if (l->n == l->cap) {
+            free(l->e[l->n - 1].image); /* the least recent goes, as on the host */
+            l->n--;
+        }
+        l->e[l->n].uid = uid;
+        l->e[l->n].image = NULL;
+        i = (int)l->n++;
+    }
+    free(l->e[i].image);
+    l->e[i].image = copy;
+    l->e[i].size = copy ? size : 0;
+    lru_front(l, (uint32_t)i);
+    pthread_mutex_unlock(&l->lock);
+}
+
 void vgpu_graph_lru_insert(struct vgpu_graph_lru *l, uint64_t uid)
 {
+    vgpu_graph_lru_insert_image(l, uid, NULL, 0);
+}
+
+bool vgpu_graph_lru_has_image(struct vgpu_graph_lru *l, uint64_t uid)
+{
     pthread_mutex_lock(&l->lock);
-    if (l->cap) {
-        int i = lru_find(l, uid);
-        uint32_t move = i >= 0 ? (uint32_t)i : (l->n < l->cap ? l->n : l->cap - 1);
-        memmove(l->uids + 1, l->uids, (size_t)move * sizeof(*l->uids));
-        l->uids[0] = uid;
-        if (i < 0 && l->n < l->cap)
-            l->n++;
-    }
+    int i = lru_find(l, uid);
+    bool has = i >= 0 && l->e[i].image;
     pthread_mutex_unlock(&l->lock);
+    return has;
 }
 
 void vgpu_graph_lru_remove(struct vgpu_graph_lru *l, uint64_t uid)
@@ -72,10 +121,33 @@ void vgpu_graph_lru_remove(struct vgpu_graph_lru *l, uint64_t uid)
     pthread_mutex_lock(&l->lock);
     int i = lru_find(l, uid);
     if (i >= 0) {
-        memmove(l->uids + i, l->uids + i + 1, (size_t)(l->n - (uint32_t)i - 1) * sizeof(*l->uids));
+        free(l->e[i].image);
+        memmove(l->e + i, l->e + i + 1, (size_t)(l->n - (uint32_t)i - 1) * sizeof(*l->e));
         l->n--;
     }
     pthread_mutex_unlock(&l->lock);
+}
+
+void vgpu_backend_graphs_dropped(struct vgpu_device *dev)
+{
+    vgpu_graph_lru_clear(&dev->graphs);
+}
+
+/*
+ * Resend hook (channel.h): the host no longer held uid when its recompute arrived. Called
+ * under the channel lock; takes the LRU lock (never the other way round).
+ */
+static int resend_graph(struct vgpu_channel *ch, void *user, uint64_t uid, struct vgpu_enc *enc)
+{
+    struct vgpu_device *dev = user;
+    struct vgpu_graph_lru *l = &dev->graphs;
+    pthread_mutex_lock(&l->lock);
+    int i = lru_find(l, uid);
+    int r = -ESTALE;
+    if (i >= 0 && l->e[i].image)
+        r = vgpu_remote_encode_graph_request(ch, enc, dev->index, uid, l->e[i].image, l->e[i].size);
+    pthread_mutex_unlock(&l->lock);
+    return r;
 }
 
 /* ---- backend interface ------------------------------------------------------------------------- */
@@ -109,26 +181,27 @@ static void backend_free(ggml_backend_t backend)
     free(backend);
 }
 
-/* Data access completes before returning: the async variants are the synchronous ones. */
-static void backend_set_tensor_async(ggml_backend_t backend, struct ggml_tensor *tensor, const void *data,
-                                     size_t offset, size_t size)
+/*
+ * Async data moves (the data stays valid until synchronize): on our device buffers, a
+ * batching host gets them deferred (by reference for host-buffer memory, inline when small),
+ * a zero-copy buffer's read is copied at synchronize; anything else is done now, in order
+ * after everything outstanding.
+ */
+static bool async_ok(ggml_backend_t backend, const struct ggml_tensor *tensor)
 {
-    (void)backend;
-    ggml_backend_tensor_set(tensor, data, offset, size);
-}
-
-static void backend_get_tensor_async(ggml_backend_t backend, const struct ggml_tensor *tensor, void *data,
-                                     size_t offset, size_t size)
-{
-    (void)backend;
-    ggml_backend_tensor_get(tensor, data, offset, size);
+    ggml_backend_buffer_t buf = vgpu_tensor_buffer(tensor);
+    return vgpu_buffer_is_ours(buf) && ((struct vgpu_buffer *)buf->context)->dev == ctx_of(backend)->dev;
 }
 
 static void backend_set_tensor_2d_async(ggml_backend_t backend, struct ggml_tensor *tensor, const void *data,
                                         size_t offset, size_t size, size_t n_copies, size_t stride_tensor,
                                         size_t stride_data)
 {
-    (void)backend;
+    if (async_ok(backend, tensor)) {
+        vgpu_buffer_set(tensor, data, offset, size, n_copies, stride_tensor, stride_data, true);
+        return;
+    }
+    vgpu_channel_quiesce(ctx_of(backend)->dev->state->ch);
     ggml_backend_tensor_set_2d(tensor, data, offset, size, n_copies, stride_tensor, stride_data);
 }
 
@@ -136,14 +209,35 @@ static void backend_get_tensor_2d_async(ggml_backend_t backend, const struct ggm
                                         size_t offset, size_t size, size_t n_copies, size_t stride_tensor,
                                         size_t stride_data)
 {
-    (void)backend;
+    if (async_ok(backend, tensor)) {
+        vgpu_buffer_get(tensor, data, offset, size, n_copies, stride_tensor, stride_data, true);
+        return;
+    }
+    vgpu_channel_quiesce(ctx_of(backend)->dev->state->ch);
     ggml_backend_tensor_get_2d(tensor, data, offset, size, n_copies, stride_tensor, stride_data);
 }
 
-/* Every call has completed when it returns: nothing is ever pending. */
+static void backend_set_tensor_async(ggml_backend_t backend, struct ggml_tensor *tensor, const void *data,
+                                     size_t offset, size_t size)
+{
+    backend_set_tensor_2d_async(backend, tensor, data, offset, size, 1, 0, size);
+}
+
+static void backend_get_tensor_async(ggml_backend_t backend, const struct ggml_tensor *tensor, void *data,
+                                     size_t offset, size_t size)
+{
+    backend_get_tensor_2d_async(backend, tensor, data, offset, size, 1, 0, size);
+}
+
+/*
+ * Waits for what the guest could observe: async reads, graph computes (their outputs in
+ * zero-copy or host-buffer memory) and queued local copies. Deferred writes into host-
+ * allocated buffers stay queued: only our own later commands can see them, in order.
+ */
 static void backend_synchronize(ggml_backend_t backend)
 {
-    (void)backend;
+    struct vgpu_state *st = ctx_of(backend)->dev->state;
+    (void)vgpu_remote_sync(st->ch, true);
 }
 
 static enum ggml_status to_ggml_status(int32_t s)
@@ -189,9 +283,34 @@ static enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggm
         return to_ggml_status(status);
     }
 
+    /* A deferred command failed since the last compute: this is where ggml hears of it. */
+    if (vgpu_channel_batching(st->ch)) {
+        int e = 0;
+        if (vgpu_channel_lock(st->ch)) {
+            e = vgpu_channel_take_error(st->ch);
+            vgpu_channel_unlock(st->ch);
+        }
+        if (e)
+            return compute_failed(dev, "an earlier deferred command failed", e);
+    }
+
     /* Graph reuse: a uid the host holds is recomputed without sending the graph again. */
     uint64_t uid = st->graph_cache_slots ? cgraph->uid : 0;
     uint32_t result;
+    if (uid && vgpu_channel_batching(st->ch) && vgpu_graph_lru_touch(&dev->graphs, uid) &&
+        vgpu_graph_lru_has_image(&dev->graphs, uid)) {
+        /* Asynchronous: submitted now, completed by synchronize (or any later command). */
+        struct vgpu_entry_meta m;
+        memset(&m, 0, sizeof(m));
+        m.uid = uid;
+        m.resend = resend_graph;
+        m.resend_user = dev;
+        snprintf(m.what, sizeof(m.what), "%s: graph compute (uid %llu)", dev->name, (unsigned long long)uid);
+        int code = vgpu_remote_graph_recompute_async(st->ch, dev->index, uid, &m);
+        if (code != VGPU_OK)
+            return compute_failed(dev, "host error", code);
+        return GGML_STATUS_SUCCESS;
+    }
     if (uid && vgpu_graph_lru_touch(&dev->graphs, uid)) {
         int code = vgpu_remote_graph_compute(st->ch, dev->index, uid, NULL, 0, &result, &status);
         if (code != VGPU_OK)
@@ -208,8 +327,18 @@ static enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggm
         return compute_failed(dev, "host error", code);
     if (result != VGPU_GRAPH_COMPUTED)
         return compute_failed(dev, "the host did not compute the graph it was sent", 0);
-    if (uid)
-        vgpu_graph_lru_insert(&dev->graphs, uid);
+    if (uid) {
+        /* Kept for resends (async recomputes): only with room to resend it from. */
+        bool keep = false;
+        if (vgpu_channel_batching(st->ch) && vgpu_channel_lock(st->ch)) {
+            keep = vgpu_channel_reserve_resend(st->ch, ctx->img.size) == 0;
+            vgpu_channel_unlock(st->ch);
+        }
+        if (keep)
+            vgpu_graph_lru_insert_image(&dev->graphs, uid, ctx->img.data, ctx->img.size);
+        else
+            vgpu_graph_lru_insert(&dev->graphs, uid);
+    }
     return to_ggml_status(status);
 }
 

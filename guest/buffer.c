@@ -1,13 +1,19 @@
 /*
  * Buffer type and buffer interfaces.
  *
- * Two kinds of buffers:
+ * Two kinds of device buffers:
  * - zero-copy: the buffer's memory is a shared resource the host backend computes on; the
  *   base is our mapping, the buffer type is a host one (is_host) and every data access is a
- *   local memcpy/memset (after any call in flight has completed);
+ *   local memcpy/memset (after everything outstanding has completed);
  * - host-allocated: the memory exists only on the host; the base is a nominal address
  *   (never dereferenced) from which tensor offsets are measured, and data moves through
- *   the channel (inline when small, through the staging resource otherwise).
+ *   the channel (deferred inline when small, by reference from or to a host buffer,
+ *   through pipelined staging otherwise).
+ *
+ * And the host buffer type of a device without zero-copy (batching hosts): plain guest
+ * memory in a shared resource, registered with the host (which may pin it). llama.cpp puts
+ * its CPU compute buffers and its output buffer there, so inputs computed on the guest CPU
+ * and the logits move between them and device buffers with no copy on the guest side.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -77,6 +83,8 @@ static void buffer_free(ggml_backend_buffer_t buffer)
 {
     struct vgpu_buffer *b = buffer->context;
     vgpu_remote_buffer_free(ch_of(b), baseline_of(b), &b->remote);
+    /* The host drops the graphs that used it: its cache no longer matches our mirror. */
+    vgpu_backend_graphs_dropped(b->dev);
     free(b);
 }
 
@@ -120,11 +128,25 @@ static void buffer_memset_tensor(ggml_backend_buffer_t buffer, struct ggml_tenso
     report(b, "memset", tensor, vgpu_remote_tensor_memset(ch_of(b), baseline_of(b), &ref, offset, size, value));
 }
 
-static void buffer_set_tensor_2d(ggml_backend_buffer_t buffer, struct ggml_tensor *tensor, const void *data,
-                                 size_t offset, size_t size, size_t n_copies, size_t stride_tensor,
-                                 size_t stride_data)
+/* The guest side of a move: ptr, and where it lies if it is in one of our host buffers. */
+static void xfer_data(struct vgpu_buffer *b, const void *data, size_t size, size_t n_copies, size_t stride_data,
+                      bool async, struct vgpu_xfer_data *d)
 {
+    memset(d, 0, sizeof(*d));
+    d->ptr = (uint8_t *)data;
+    d->stride = n_copies > 1 ? stride_data : size;
+    d->async = async;
+    uint64_t span = (uint64_t)(n_copies - 1) * stride_data + size;
+    (void)vgpu_host_ptr(b->dev->state, data, span, &d->res_id, &d->res_offset);
+}
+
+void vgpu_buffer_set(struct ggml_tensor *tensor, const void *data, size_t offset, size_t size, size_t n_copies,
+                     size_t stride_tensor, size_t stride_data, bool async)
+{
+    ggml_backend_buffer_t buffer = vgpu_tensor_buffer(tensor);
     struct vgpu_buffer *b = buffer->context;
+    if (size == 0 || n_copies == 0)
+        return;
     if (b->remote.zero_copy) {
         vgpu_channel_quiesce(ch_of(b));
         for (size_t i = 0; i < n_copies; i++)
@@ -134,33 +156,62 @@ static void buffer_set_tensor_2d(ggml_backend_buffer_t buffer, struct ggml_tenso
     }
     struct vgpu_tensor_ref ref;
     vgpu_tensor_ref_from(tensor, &ref);
+    struct vgpu_xfer_data d;
+    xfer_data(b, data, size, n_copies, stride_data, async, &d);
     report(b, "set_tensor", tensor,
-           vgpu_remote_tensor_set(ch_of(b), baseline_of(b), &ref, data, offset, size, n_copies, stride_tensor,
-                                  stride_data));
+           vgpu_remote_tensor_set(ch_of(b), baseline_of(b), &ref, &d, offset, size, n_copies, stride_tensor));
 }
 
-static void buffer_get_tensor_2d(ggml_backend_buffer_t buffer, const struct ggml_tensor *tensor, void *data,
-                                 size_t offset, size_t size, size_t n_copies, size_t stride_tensor,
-                                 size_t stride_data)
+void vgpu_buffer_get(const struct ggml_tensor *tensor, void *data, size_t offset, size_t size, size_t n_copies,
+                     size_t stride_tensor, size_t stride_data, bool async)
 {
+    ggml_backend_buffer_t buffer = vgpu_tensor_buffer(tensor);
     struct vgpu_buffer *b = buffer->context;
+    if (size == 0 || n_copies == 0)
+        return;
     if (b->remote.zero_copy) {
+        const uint8_t *src = (const uint8_t *)tensor->data + offset;
+        struct vgpu_local_copy c = { data, src, size, n_copies, n_copies > 1 ? stride_data : size,
+                                     n_copies > 1 ? stride_tensor : size };
+        /* Async: copied once what is outstanding (a graph computing it) has completed. */
+        if (async && vgpu_channel_batching(ch_of(b)) && vgpu_channel_lock(ch_of(b))) {
+            int r = vgpu_channel_local_copy(ch_of(b), &c);
+            vgpu_channel_unlock(ch_of(b));
+            if (r == 0)
+                return;
+        }
         vgpu_channel_quiesce(ch_of(b));
         for (size_t i = 0; i < n_copies; i++)
-            memcpy((uint8_t *)data + i * stride_data, (const uint8_t *)tensor->data + offset + i * stride_tensor,
-                   size);
+            memcpy((uint8_t *)data + i * c.dst_stride, src + i * c.src_stride, size);
         return;
     }
     struct vgpu_tensor_ref ref;
     vgpu_tensor_ref_from(tensor, &ref);
-    int code = vgpu_remote_tensor_get(ch_of(b), baseline_of(b), &ref, data, offset, size, n_copies, stride_tensor,
-                                      stride_data);
+    struct vgpu_xfer_data d;
+    xfer_data(b, data, size, n_copies, stride_data, async, &d);
+    int code = vgpu_remote_tensor_get(ch_of(b), baseline_of(b), &ref, &d, offset, size, n_copies, stride_tensor);
     if (code != VGPU_OK) {
         /* Never hand back stale or uninitialised bytes as if they were results. */
         for (size_t i = 0; i < n_copies; i++)
             memset((uint8_t *)data + i * stride_data, 0, size);
     }
     report(b, "get_tensor", tensor, code);
+}
+
+static void buffer_set_tensor_2d(ggml_backend_buffer_t buffer, struct ggml_tensor *tensor, const void *data,
+                                 size_t offset, size_t size, size_t n_copies, size_t stride_tensor,
+                                 size_t stride_data)
+{
+    (void)buffer;
+    vgpu_buffer_set(tensor, data, offset, size, n_copies, stride_tensor, stride_data, false);
+}
+
+static void buffer_get_tensor_2d(ggml_backend_buffer_t buffer, const struct ggml_tensor *tensor, void *data,
+                                 size_t offset, size_t size, size_t n_copies, size_t stride_tensor,
+                                 size_t stride_data)
+{
+    (void)buffer;
+    vgpu_buffer_get(tensor, data, offset, size, n_copies, stride_tensor, stride_data, false);
 }
 
 static void buffer_set_tensor(ggml_backend_buffer_t buffer, struct ggml_tensor *tensor, const void *data,
@@ -356,4 +407,178 @@ const struct ggml_backend_buffer_type_i vgpu_buft_iface = {
     .get_max_size = buft_get_max_size,
     .get_alloc_size = buft_get_alloc_size,
     .is_host = buft_is_host,
+};
+
+/* ---- host buffer type --------------------------------------------------------------------------- */
+
+bool vgpu_host_ptr(struct vgpu_state *st, const void *p, uint64_t span, uint32_t *res_id, uint64_t *offset)
+{
+    bool found = false;
+    uintptr_t a = (uintptr_t)p;
+    pthread_mutex_lock(&st->hb_lock);
+    for (size_t i = 0; i < st->n_hbufs && !found; i++) {
+        const struct vgpu_host_buf *h = st->hbufs[i];
+        uintptr_t base = (uintptr_t)h->res.ptr;
+        if (a >= base && a - base <= h->res.size && span <= h->res.size - (a - base)) {
+            *res_id = h->res.id;
+            *offset = (uint64_t)(a - base);
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&st->hb_lock);
+    return found;
+}
+
+static void host_buffer_free(ggml_backend_buffer_t buffer)
+{
+    struct vgpu_host_buf *h = buffer->context;
+    struct vgpu_state *st = h->dev->state;
+    pthread_mutex_lock(&st->hb_lock);
+    for (size_t i = 0; i < st->n_hbufs; i++) {
+        if (st->hbufs[i] == h) {
+            st->hbufs[i] = st->hbufs[--st->n_hbufs];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&st->hb_lock);
+    /* Unregistered (the host unpins it) once nothing outstanding names it, then destroyed. */
+    vgpu_remote_host_buffer_free(st->ch, &h->res, h->registered);
+    free(h);
+}
+
+static void *host_buffer_get_base(ggml_backend_buffer_t buffer)
+{
+    struct vgpu_host_buf *h = buffer->context;
+    return h->res.ptr;
+}
+
+/*
+ * Plain memory for the guest. Ordering with the host follows ggml's contract: an async move
+ * naming this memory completes at the backend's synchronize, which callers do before they
+ * touch it.
+ */
+static void host_buffer_memset_tensor(ggml_backend_buffer_t buffer, struct ggml_tensor *tensor, uint8_t value,
+                                      size_t offset, size_t size)
+{
+    (void)buffer;
+    memset((uint8_t *)tensor->data + offset, value, size);
+}
+
+static void host_buffer_set_tensor(ggml_backend_buffer_t buffer, struct ggml_tensor *tensor, const void *data,
+                                   size_t offset, size_t size)
+{
+    (void)buffer;
+    memcpy((uint8_t *)tensor->data + offset, data, size);
+}
+
+static void host_buffer_get_tensor(ggml_backend_buffer_t buffer, const struct ggml_tensor *tensor, void *data,
+                                   size_t offset, size_t size)
+{
+    (void)buffer;
+    memcpy(data, (const uint8_t *)tensor->data + offset, size);
+}
+
+static bool host_buffer_cpy_tensor(ggml_backend_buffer_t buffer, const struct ggml_tensor *src, struct ggml_tensor *dst)
+{
+    (void)buffer;
+    if (src->buffer && ggml_backend_buffer_is_host(src->buffer)) {
+        memcpy(dst->data, src->data, ggml_nbytes(src));
+        return true;
+    }
+    return false;
+}
+
+static void host_buffer_clear(ggml_backend_buffer_t buffer, uint8_t value)
+{
+    struct vgpu_host_buf *h = buffer->context;
+    memset(h->res.ptr, value, buffer->size);
+}
+
+static const struct ggml_backend_buffer_i host_buffer_iface = {
+    .free_buffer = host_buffer_free,
+    .get_base = host_buffer_get_base,
+    .init_tensor = NULL,
+    .memset_tensor = host_buffer_memset_tensor,
+    .set_tensor = host_buffer_set_tensor,
+    .get_tensor = host_buffer_get_tensor,
+    .set_tensor_2d = NULL,
+    .get_tensor_2d = NULL,
+    .cpy_tensor = host_buffer_cpy_tensor,
+    .clear = host_buffer_clear,
+    .reset = NULL,
+};
+
+static const char *host_buft_get_name(ggml_backend_buffer_type_t buft)
+{
+    return buft_dev(buft)->host_name;
+}
+
+static ggml_backend_buffer_t host_buft_alloc_buffer(ggml_backend_buffer_type_t buft, size_t size)
+{
+    struct vgpu_device *dev = buft_dev(buft);
+    struct vgpu_state *st = dev->state;
+    struct vgpu_host_buf *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->dev = dev;
+    /* ggml asks for 0-byte buffers too; a resource has at least a page. */
+    int r = -EPIPE;
+    if (vgpu_channel_lock(st->ch)) {
+        r = vgpu_channel_resource_create(st->ch, size ? size : 1, &h->res);
+        vgpu_channel_unlock(st->ch);
+    }
+    if (r != 0) {
+        GGML_LOG_ERROR("ggml-virtgpu: %s: cannot allocate a %zu-byte host buffer: %s\n", dev->name, size,
+                       vgpu_channel_is_lost(st->ch) ? "the host is gone" : strerror(-r));
+        free(h);
+        return NULL;
+    }
+    int code = vgpu_remote_host_buffer_register(st->ch, &h->res, &h->pinned);
+    h->registered = code == VGPU_OK;
+    if (code != VGPU_OK && code >= 0)
+        GGML_LOG_WARN("ggml-virtgpu: %s: registering a host buffer failed (%s): it works unpinned\n", dev->name,
+                      vgpu_status_name((uint32_t)code));
+    pthread_mutex_lock(&st->hb_lock);
+    if (st->n_hbufs == st->cap_hbufs) {
+        size_t cap = st->cap_hbufs ? 2 * st->cap_hbufs : 16;
+        struct vgpu_host_buf **p = realloc(st->hbufs, cap * sizeof(*p));
+        if (p) {
+            st->hbufs = p;
+            st->cap_hbufs = cap;
+        }
+    }
+    bool listed = st->n_hbufs < st->cap_hbufs;
+    if (listed)
+        st->hbufs[st->n_hbufs++] = h;
+    pthread_mutex_unlock(&st->hb_lock);
+    if (!listed) {
+        vgpu_remote_host_buffer_free(st->ch, &h->res, h->registered);
+        free(h);
+        return NULL;
+    }
+    ggml_backend_buffer_t buffer = ggml_backend_buffer_init(buft, host_buffer_iface, h, size);
+    if (!buffer)
+        host_buffer_free(&(struct ggml_backend_buffer){ .context = h });
+    return buffer;
+}
+
+static size_t host_buft_get_alignment(ggml_backend_buffer_type_t buft)
+{
+    (void)buft;
+    return 64;
+}
+
+static bool host_buft_is_host(ggml_backend_buffer_type_t buft)
+{
+    (void)buft;
+    return true;
+}
+
+const struct ggml_backend_buffer_type_i vgpu_host_buft_iface = {
+    .get_name = host_buft_get_name,
+    .alloc_buffer = host_buft_alloc_buffer,
+    .get_alignment = host_buft_get_alignment,
+    .get_max_size = NULL,
+    .get_alloc_size = NULL,
+    .is_host = host_buft_is_host,
 };

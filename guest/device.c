@@ -173,9 +173,11 @@ static void dev_get_props(ggml_backend_dev_t gdev, struct ggml_backend_dev_props
     props->type = dev_get_type(gdev);
     /* No id: two host devices of one PCI device must not be merged by llama.cpp. */
     props->device_id = NULL;
-    props->caps.async = false;                /* every call completes before it returns */
-    props->caps.host_buffer = false;          /* no pinned host buffer type */
-    props->caps.buffer_from_host_ptr = false; /* guest memory cannot become host memory */
+    struct vgpu_device *dev = dev_of(gdev);
+    /* With a batching host, computes and async moves return before the host is done. */
+    props->caps.async = !dev->state->baseline && vgpu_channel_batching(dev->state->ch);
+    props->caps.host_buffer = dev->host_buffers; /* shared memory the host moves data by reference */
+    props->caps.buffer_from_host_ptr = false;    /* guest memory cannot become host memory */
     props->caps.events = false;
     props->caps.mmap_support = true; /* the guest maps the file and uploads from it */
 }
@@ -194,6 +196,13 @@ static ggml_backend_t dev_init_backend(ggml_backend_dev_t gdev, const char *para
 static ggml_backend_buffer_type_t dev_get_buffer_type(ggml_backend_dev_t gdev)
 {
     return &dev_of(gdev)->buft;
+}
+
+/* Only where device buffers are not already shared memory (zero-copy), and the host has batches. */
+static ggml_backend_buffer_type_t dev_get_host_buffer_type(ggml_backend_dev_t gdev)
+{
+    struct vgpu_device *dev = dev_of(gdev);
+    return dev->host_buffers ? &dev->host_buft : NULL;
 }
 
 static bool op_is_remotable(const struct ggml_tensor *op)
@@ -292,7 +301,7 @@ static const struct ggml_backend_device_i dev_iface = {
     .get_props = dev_get_props,
     .init_backend = dev_init_backend,
     .get_buffer_type = dev_get_buffer_type,
-    .get_host_buffer_type = NULL,
+    .get_host_buffer_type = dev_get_host_buffer_type,
     .buffer_from_host_ptr = NULL,
     .supports_op = dev_supports_op,
     .supports_buft = dev_supports_buft,
@@ -314,6 +323,9 @@ void vgpu_device_init(struct vgpu_device *dev, struct vgpu_state *st, uint32_t i
     dev->mem_free = info->mem_free;
     dev->mem_total = info->mem_total;
     dev->zero_copy = (info->buft_flags & VGPU_BUFT_ZERO_COPY) != 0 && !vgpu_env_flag("GGML_VIRTGPU_NO_ZERO_COPY");
+    dev->host_buffers = !dev->zero_copy && !st->baseline && vgpu_channel_batching(st->ch) &&
+                        !vgpu_env_flag("GGML_VIRTGPU_NO_HOST_BUFFER");
+    snprintf(dev->host_name, sizeof(dev->host_name), "%s_Host", dev->name);
     vgpu_op_cache_init(&dev->ops, VGPU_OP_CACHE_MAX);
     vgpu_graph_lru_init(&dev->graphs, st->graph_cache_slots);
 
@@ -323,6 +335,9 @@ void vgpu_device_init(struct vgpu_device *dev, struct vgpu_state *st, uint32_t i
     dev->buft.iface = vgpu_buft_iface;
     dev->buft.device = &dev->gdev;
     dev->buft.context = dev;
+    dev->host_buft.iface = vgpu_host_buft_iface;
+    dev->host_buft.device = &dev->gdev;
+    dev->host_buft.context = dev;
 }
 
 void vgpu_device_free(struct vgpu_device *dev)

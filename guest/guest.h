@@ -56,12 +56,22 @@ void vgpu_op_cache_store(struct vgpu_op_cache *c, const uint8_t *key, size_t key
 
 /* ---- mirror of the host's graph cache (backend.c) ------------------------------------------- */
 
-/* The uids the host holds for one device, most recent first (host LRU of graph_cache_slots). */
+/*
+ * The uids the host holds for one device, most recent first (host LRU of graph_cache_slots),
+ * each with a copy of the image it was sent as (to send it again if the host dropped it
+ * while a recompute was in flight), when one was given.
+ */
+struct vgpu_graph_slot {
+    uint64_t uid;
+    uint8_t *image; /* malloc'd copy, or NULL */
+    size_t   size;
+};
+
 struct vgpu_graph_lru {
-    pthread_mutex_t lock;
-    uint64_t       *uids;
-    uint32_t        n;
-    uint32_t        cap;
+    pthread_mutex_t         lock;
+    struct vgpu_graph_slot *e;
+    uint32_t                n;
+    uint32_t                cap;
 };
 
 void vgpu_graph_lru_init(struct vgpu_graph_lru *l, uint32_t slots);
@@ -70,7 +80,13 @@ void vgpu_graph_lru_free(struct vgpu_graph_lru *l);
 bool vgpu_graph_lru_touch(struct vgpu_graph_lru *l, uint64_t uid);
 /* Records uid as the most recent, dropping the least recent when full. */
 void vgpu_graph_lru_insert(struct vgpu_graph_lru *l, uint64_t uid);
+/* Same, keeping a copy of its image (none if memory is short). */
+void vgpu_graph_lru_insert_image(struct vgpu_graph_lru *l, uint64_t uid, const uint8_t *image, size_t size);
+/* True if uid is held with its image. */
+bool vgpu_graph_lru_has_image(struct vgpu_graph_lru *l, uint64_t uid);
 void vgpu_graph_lru_remove(struct vgpu_graph_lru *l, uint64_t uid);
+/* Forgets every uid. */
+void vgpu_graph_lru_clear(struct vgpu_graph_lru *l);
 
 /* ---- devices ------------------------------------------------------------------------------- */
 
@@ -85,10 +101,22 @@ struct vgpu_device {
     char                            description[2 * VGPU_MAX_NAME_LEN + 16];
     struct vgpu_device_info         info;
     bool                            zero_copy; /* buffers are shared memory the host computes on */
+    /* host buffer type: shared memory the host moves data to and from by reference */
+    struct ggml_backend_buffer_type host_buft; /* context = this */
+    bool                            host_buffers;
+    char                            host_name[48];
     uint64_t                        mem_free;  /* last answer (atomic) */
     uint64_t                        mem_total;
     struct vgpu_op_cache            ops;
     struct vgpu_graph_lru           graphs;
+};
+
+/* A buffer of a host buffer type (buffer.c). */
+struct vgpu_host_buf {
+    struct vgpu_device  *dev;
+    struct vgpu_resource res;
+    bool                 registered;
+    bool                 pinned;
 };
 
 /* The process-wide state behind the reg (reg.c). */
@@ -99,6 +127,11 @@ struct vgpu_state {
     uint32_t                graph_cache_slots;
     size_t                  n_devices;
     struct vgpu_device     *devices;
+    /* live host buffers, for "is this pointer in one of them" (buffer.c) */
+    pthread_mutex_t         hb_lock;
+    struct vgpu_host_buf  **hbufs;
+    size_t                  n_hbufs;
+    size_t                  cap_hbufs;
 };
 
 /* True if environment variable `name` is set to something other than "" or "0" (reg.c). */
@@ -118,7 +151,21 @@ struct vgpu_buffer {
 };
 
 extern const struct ggml_backend_buffer_type_i vgpu_buft_iface;
+extern const struct ggml_backend_buffer_type_i vgpu_host_buft_iface;
 bool vgpu_buffer_is_ours(ggml_backend_buffer_t buffer);
+/*
+ * If [p, p + span) lies in one of our host buffers: true, its resource id and the offset.
+ * (The caller must keep the buffer alive while the move runs, as it keeps the data.)
+ */
+bool vgpu_host_ptr(struct vgpu_state *st, const void *p, uint64_t span, uint32_t *res_id, uint64_t *offset);
+/*
+ * Data moves of a tensor in one of our device buffers, synchronous (the ggml buffer
+ * interface) or async (the backend's *_async: the data stays valid until synchronize).
+ */
+void vgpu_buffer_set(struct ggml_tensor *tensor, const void *data, size_t offset, size_t size, size_t n_copies,
+                     size_t stride_tensor, size_t stride_data, bool async);
+void vgpu_buffer_get(const struct ggml_tensor *tensor, void *data, size_t offset, size_t size, size_t n_copies,
+                     size_t stride_tensor, size_t stride_data, bool async);
 /* Locator callback for serialize.c: our buffers' ids and bases. */
 bool vgpu_buffer_lookup(void *user, ggml_backend_buffer_t buffer, uint64_t *id, uintptr_t *base);
 extern const struct vgpu_locator vgpu_locator;
@@ -128,6 +175,8 @@ void vgpu_tensor_ref_from(const struct ggml_tensor *t, struct vgpu_tensor_ref *r
 /* ---- backends (backend.c) ------------------------------------------------------------------- */
 
 ggml_backend_t vgpu_backend_new(struct vgpu_device *dev);
+/* Forgets every cached graph of dev (its buffers changed: the host dropped some). */
+void vgpu_backend_graphs_dropped(struct vgpu_device *dev);
 /* "ggml_backend_set_n_threads" of the reg's get_proc_address. */
 void vgpu_backend_set_n_threads(ggml_backend_t backend, int n_threads);
 

@@ -114,6 +114,7 @@ static void no_host(struct vgpu_state *st, const char *fmt, ...)
 static void startup(void)
 {
     struct vgpu_state *st = &g_state;
+    pthread_mutex_init(&st->hb_lock, NULL);
     st->reg.api_version = GGML_BACKEND_API_VERSION;
     st->reg.iface = reg_iface;
     st->reg.context = st;
@@ -169,7 +170,7 @@ static void startup(void)
         struct vgpu_abi_info abi;
         vgpu_abi_info_get(&abi);
         struct vgpu_hello req = { 0 }, rep;
-        req.ext_version = VGPU_EXT_VERSION;
+        req.ext_version = VGPU_EXT_VERSION; /* hosts accept any version >= 1 and answer theirs */
         req.features = 0;
         req.abi_hash = abi.hash;
         req.n_ops = abi.n_ops;
@@ -180,6 +181,9 @@ static void startup(void)
             n_devices = rep.n_devices;
             st->graph_cache_slots = rep.graph_cache_slots;
             vgpu_channel_limit_command(st->ch, rep.max_command_size);
+            /* Version 2 hosts take EXT_BATCH: deferred commands, async computes, host buffers. */
+            if (rep.ext_version >= VGPU_EXT_VERSION_BATCH && !vgpu_env_flag("GGML_VIRTGPU_NO_BATCH"))
+                vgpu_channel_enable_batching(st->ch);
         } else if (hc == VGPU_ABI_MISMATCH) {
             no_host(st,
                     "%s: ggml ABI mismatch: this guest's ggml has %u ops, %u types, %u-byte tensors (hash "
@@ -238,11 +242,13 @@ static void startup(void)
     free(infos);
 
     GGML_LOG_INFO("ggml-virtgpu: %s: %zu device%s (%s)\n", st->ch->tp->endpoint, st->n_devices,
-                  st->n_devices == 1 ? "" : "s", st->baseline ? "APIR 0.2 baseline" : "extensions v1");
+                  st->n_devices == 1 ? "" : "s",
+                  st->baseline ? "APIR 0.2 baseline"
+                               : vgpu_channel_batching(st->ch) ? "extensions v2, batched" : "extensions v1");
     for (size_t i = 0; i < st->n_devices; i++) {
         struct vgpu_device *d = &st->devices[i];
-        GGML_LOG_INFO("ggml-virtgpu:   %s: %s, %s buffers\n", d->name, d->description,
-                      d->zero_copy ? "zero-copy" : "host-allocated");
+        GGML_LOG_INFO("ggml-virtgpu:   %s: %s, %s buffers%s\n", d->name, d->description,
+                      d->zero_copy ? "zero-copy" : "host-allocated", d->host_buffers ? ", host buffer type" : "");
     }
 }
 

@@ -288,6 +288,8 @@ int vgpu_remote_set_n_threads(struct vgpu_channel *ch, uint32_t dev, uint32_t n_
     vgpu_enc_u32(&enc, n_threads);
     struct vgpu_dec dec;
     int code = vgpu_channel_forward(ch, &enc, &dec);
+    if (code == VGPU_OK)
+        vgpu_channel_set_host_threads(ch, (int)n_threads); /* the wait policy leaves them their cores */
     vgpu_channel_unlock(ch);
     return code;
 }
@@ -421,8 +423,13 @@ int vgpu_remote_buffer_clear(struct vgpu_channel *ch, bool baseline, uint64_t id
         vgpu_enc_u8(&enc, value);
     else
         vgpu_enc_u32(&enc, value);
+    struct vgpu_entry_meta m;
+    memset(&m, 0, sizeof(m));
+    snprintf(m.what, sizeof(m.what), "clear of a buffer");
+    int code = !baseline && vgpu_channel_batching(ch) ? vgpu_channel_defer(ch, &enc, &m) : -EMSGSIZE;
     struct vgpu_dec dec;
-    int code = vgpu_channel_forward(ch, &enc, &dec);
+    if (code == -EMSGSIZE)
+        code = vgpu_channel_forward(ch, &enc, &dec);
     vgpu_channel_unlock(ch);
     return code;
 }
@@ -434,17 +441,24 @@ static bool mul_overflows(uint64_t a, uint64_t b, uint64_t *out)
     return __builtin_mul_overflow(a, b, out);
 }
 
+/* The transfer request for rows [first, first + rows) of a move (data location filled by the caller). */
+static void xfer_rows(struct vgpu_transfer *x, const struct vgpu_tensor_ref *t, uint64_t offset, uint64_t size,
+                      uint64_t rows, uint64_t stride_tensor)
+{
+    memset(x, 0, sizeof(*x));
+    x->tensor = t->wire;
+    x->offset = offset;
+    x->size = size;
+    x->n_copies = rows;
+    x->stride_tensor = rows > 1 ? stride_tensor : 0;
+}
+
 /* One EXT_TENSOR_SET/GET of `rows` rows through resource res (lock held). */
 static int ext_xfer_res(struct vgpu_channel *ch, uint32_t cmd, const struct vgpu_tensor_ref *t, uint64_t offset,
                         uint64_t size, uint64_t rows, uint64_t stride_tensor, const struct vgpu_resource *res)
 {
     struct vgpu_transfer x;
-    memset(&x, 0, sizeof(x));
-    x.tensor = t->wire;
-    x.offset = offset;
-    x.size = size;
-    x.n_copies = rows;
-    x.stride_tensor = rows > 1 ? stride_tensor : 0;
+    xfer_rows(&x, t, offset, size, rows, stride_tensor);
     x.stride_data = rows > 1 ? size : 0;
     x.res_id = res->id;
     x.res_offset = 0;
@@ -457,7 +471,8 @@ static int ext_xfer_res(struct vgpu_channel *ch, uint32_t cmd, const struct vgpu
 
 /*
  * Moves rows through the staging resource, as many whole rows per command as fit, rows
- * larger than staging in pieces. `set` selects the direction (lock held).
+ * larger than staging in pieces, one command at a time (hosts without batches). `set`
+ * selects the direction (lock held).
  */
 static int ext_xfer_staged(struct vgpu_channel *ch, bool set, const struct vgpu_tensor_ref *t, uint8_t *data,
                            uint64_t offset, uint64_t size, uint64_t n_copies, uint64_t stride_tensor,
@@ -501,6 +516,168 @@ static int ext_xfer_staged(struct vgpu_channel *ch, bool set, const struct vgpu_
         }
     }
     return VGPU_OK;
+}
+
+/*
+ * A staged chunk: `rows` rows of `n` bytes, tensor bytes at `at` (rows stride_tensor apart),
+ * guest bytes at `src` (rows stride_data apart).
+ */
+struct chunk {
+    uint64_t at;
+    uint64_t n;
+    uint64_t rows;
+    uint8_t *data;
+    uint32_t slot;
+    uint64_t seq;
+};
+
+/* Splits a move into staging chunks: calls fn for each, in order, until it fails. */
+typedef int (*chunk_fn)(struct vgpu_channel *ch, void *user, struct chunk *c);
+
+static int for_each_chunk(struct vgpu_channel *ch, uint8_t *data, uint64_t offset, uint64_t size, uint64_t n_copies,
+                          uint64_t stride_tensor, uint64_t stride_data, chunk_fn fn, void *user)
+{
+    const uint64_t C = VGPU_STAGING_CHUNK;
+    uint32_t k = 0;
+    if (size <= C) {
+        uint64_t per = C / size;
+        for (uint64_t i = 0; i < n_copies;) {
+            struct chunk c = { offset + i * stride_tensor, size, n_copies - i < per ? n_copies - i : per,
+                               data + i * stride_data, k++ % VGPU_RING, 0 };
+            int r = fn(ch, user, &c);
+            if (r != VGPU_OK)
+                return r;
+            i += c.rows;
+        }
+        return VGPU_OK;
+    }
+    for (uint64_t i = 0; i < n_copies; i++) {
+        for (uint64_t done = 0; done < size;) {
+            struct chunk c = { offset + i * stride_tensor + done, size - done < C ? size - done : C, 1,
+                               data + i * stride_data + done, k++ % VGPU_RING, 0 };
+            int r = fn(ch, user, &c);
+            if (r != VGPU_OK)
+                return r;
+            done += c.n;
+        }
+    }
+    return VGPU_OK;
+}
+
+struct pipe_ctx {
+    int                           code[VGPU_RING]; /* GET: each chunk's answer */
+    const struct vgpu_tensor_ref *t;
+    uint64_t                      stride_tensor;
+    uint64_t                      stride_data;
+    bool                          set;
+    struct chunk                  win[VGPU_RING]; /* GET: chunks not copied out yet, by slot */
+    bool                          live[VGPU_RING];
+};
+
+/* GET: waits for chunk c (in flight in its slot) and copies it out. */
+static int pipe_drain(struct vgpu_channel *ch, struct pipe_ctx *p, uint32_t slot)
+{
+    if (!p->live[slot])
+        return VGPU_OK;
+    struct chunk *c = &p->win[slot];
+    p->live[slot] = false;
+    int r = vgpu_channel_wait_seq(ch, c->seq);
+    if (r < 0)
+        return r;
+    if (p->code[slot] != VGPU_OK)
+        return p->code[slot];
+    const uint8_t *area = (const uint8_t *)ch->staging.ptr + (uint64_t)slot * VGPU_STAGING_CHUNK;
+    for (uint64_t j = 0; j < c->rows; j++)
+        memcpy(c->data + j * p->stride_data, area + j * c->n, (size_t)c->n);
+    return VGPU_OK;
+}
+
+static int pipe_chunk(struct vgpu_channel *ch, void *user, struct chunk *c)
+{
+    struct pipe_ctx *p = user;
+    if (!p->set) {
+        int r = pipe_drain(ch, p, c->slot);
+        if (r != VGPU_OK)
+            return r;
+    }
+    uint64_t res_offset;
+    uint32_t res_id;
+    uint8_t *area = vgpu_channel_staging_chunk(ch, c->slot, &res_offset, &res_id);
+    if (!area)
+        return vgpu_channel_is_lost(ch) ? NOT_LOCKED : -ENOMEM;
+    if (p->set) {
+        for (uint64_t j = 0; j < c->rows; j++)
+            memcpy(area + j * c->n, c->data + j * p->stride_data, (size_t)c->n);
+    }
+    struct vgpu_transfer x;
+    xfer_rows(&x, p->t, c->at, c->n, c->rows, p->stride_tensor);
+    x.stride_data = c->rows > 1 ? c->n : 0;
+    x.res_id = res_id;
+    x.res_offset = res_offset;
+    struct vgpu_enc enc;
+    begin_forward(ch, &enc, p->set ? VGPU_CMD_EXT_TENSOR_SET : VGPU_CMD_EXT_TENSOR_GET);
+    vgpu_enc_transfer(&enc, &x);
+    struct vgpu_entry_meta m;
+    memset(&m, 0, sizeof(m));
+    m.long_wait = true;
+    snprintf(m.what, sizeof(m.what), "%s (staged) of tensor '%s'", p->set ? "set_tensor" : "get_tensor",
+             p->t->wire.name);
+    if (!p->set) {
+        p->code[c->slot] = -EIO;
+        m.result = &p->code[c->slot];
+    }
+    int r = vgpu_channel_defer(ch, &enc, &m);
+    if (r < 0)
+        return r;
+    c->seq = vgpu_channel_kick(ch);
+    if (!c->seq)
+        return NOT_LOCKED;
+    vgpu_channel_staging_used(ch, c->slot, c->seq);
+    if (!p->set) {
+        p->win[c->slot] = *c;
+        p->live[c->slot] = true;
+    }
+    return VGPU_OK;
+}
+
+/*
+ * Pipelined staging (batching hosts): the move is cut into staging chunks, each submitted
+ * as soon as it is filled, so the guest fills chunk k + 1 while the host copies chunk k
+ * (SET), or copies chunk k out while the host fills the next ones (GET). A SET returns once
+ * its last chunk is submitted (the data is ours by then; failures are deferred errors); a
+ * GET returns when every chunk was copied out, with the first failure.
+ */
+static int ext_xfer_pipelined(struct vgpu_channel *ch, bool set, const struct vgpu_tensor_ref *t, uint8_t *data,
+                              uint64_t offset, uint64_t size, uint64_t n_copies, uint64_t stride_tensor,
+                              uint64_t stride_data)
+{
+    struct pipe_ctx p;
+    memset(&p, 0, sizeof(p));
+    p.t = t;
+    p.stride_tensor = stride_tensor;
+    p.stride_data = stride_data;
+    p.set = set;
+    int r = for_each_chunk(ch, data, offset, size, n_copies, stride_tensor, stride_data, pipe_chunk, &p);
+    if (!set) {
+        /* Copy out what is in flight in submission order (slots were used round-robin). */
+        uint64_t order[VGPU_RING];
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < VGPU_RING; i++)
+            if (p.live[i])
+                order[n++] = ((uint64_t)p.win[i].seq << 8) | i;
+        for (uint32_t i = 1; i < n; i++)
+            for (uint32_t j = i; j > 0 && order[j - 1] > order[j]; j--) {
+                uint64_t tmp = order[j];
+                order[j] = order[j - 1];
+                order[j - 1] = tmp;
+            }
+        for (uint32_t i = 0; i < n; i++) {
+            int d = pipe_drain(ch, &p, (uint32_t)(order[i] & 0xff));
+            if (r == VGPU_OK)
+                r = d;
+        }
+    }
+    return r;
 }
 
 /* Baseline rpc tensor for a transfer: the tensor itself, or a flat byte range of it. */
@@ -567,9 +744,22 @@ static int base_xfer_rows(struct vgpu_channel *ch, bool set, const struct vgpu_t
     return VGPU_OK;
 }
 
-int vgpu_remote_tensor_set(struct vgpu_channel *ch, bool baseline, const struct vgpu_tensor_ref *t, const void *data,
-                           uint64_t offset, uint64_t size, uint64_t n_copies, uint64_t stride_tensor,
-                           uint64_t stride_data)
+/* A move's data in one of our shared resources (a host buffer): the request names it directly. */
+static void xfer_by_ref(struct vgpu_transfer *x, const struct vgpu_xfer_data *d, uint64_t n_copies)
+{
+    x->stride_data = n_copies > 1 ? d->stride : 0;
+    x->res_id = d->res_id;
+    x->res_offset = d->res_offset;
+}
+
+static void what(char *out, size_t cap, const char *op, const struct vgpu_tensor_ref *t)
+{
+    snprintf(out, cap, "%s of tensor '%s'", op, t->wire.name);
+}
+
+int vgpu_remote_tensor_set(struct vgpu_channel *ch, bool baseline, const struct vgpu_tensor_ref *t,
+                           const struct vgpu_xfer_data *d, uint64_t offset, uint64_t size, uint64_t n_copies,
+                           uint64_t stride_tensor)
 {
     uint64_t total;
     if (size == 0 || n_copies == 0)
@@ -579,41 +769,58 @@ int vgpu_remote_tensor_set(struct vgpu_channel *ch, bool baseline, const struct 
     if (!vgpu_channel_lock(ch))
         return NOT_LOCKED;
     int code;
+    uint8_t *data = d->ptr;
     if (baseline) {
-        code = base_xfer_rows(ch, true, t, (uint8_t *)data, offset, size, n_copies, stride_tensor, stride_data);
+        code = base_xfer_rows(ch, true, t, data, offset, size, n_copies, stride_tensor, d->stride);
         vgpu_channel_unlock(ch);
         return code;
     }
-    if (total <= VGPU_INLINE_DATA_MAX && 12 + TRANSFER_SIZE + 8 + vgpu_pad4((size_t)total) <= ch->cmd_cap) {
-        struct vgpu_transfer x;
-        memset(&x, 0, sizeof(x));
-        x.tensor = t->wire;
-        x.offset = offset;
-        x.size = size;
-        x.n_copies = n_copies;
-        x.stride_tensor = n_copies > 1 ? stride_tensor : 0;
+    bool batching = vgpu_channel_batching(ch);
+    struct vgpu_transfer x;
+    xfer_rows(&x, t, offset, size, n_copies, stride_tensor);
+    struct vgpu_enc enc;
+    struct vgpu_dec dec;
+    struct vgpu_entry_meta m;
+    memset(&m, 0, sizeof(m));
+    what(m.what, sizeof(m.what), "set_tensor", t);
+    if (d->res_id && (d->async || !batching || total > VGPU_INLINE_DATA_MAX)) {
+        /* From a host buffer: the host reads it there. Deferred only when the caller keeps it. */
+        xfer_by_ref(&x, d, n_copies);
+        begin_forward(ch, &enc, VGPU_CMD_EXT_TENSOR_SET);
+        vgpu_enc_transfer(&enc, &x);
+        if (batching && d->async) {
+            m.long_wait = total > VGPU_INLINE_DATA_MAX;
+            m.reads_caller = true; /* the caller's memory must stay put until synchronize */
+            code = vgpu_channel_defer(ch, &enc, &m);
+        } else {
+            code = vgpu_channel_forward(ch, &enc, &dec);
+        }
+    } else if (total <= VGPU_INLINE_DATA_MAX && 12 + TRANSFER_SIZE + 8 + vgpu_pad4((size_t)total) <= ch->cmd_cap) {
+        /* Small: the data travels in the command (copied now, so the caller may reuse it). */
         x.stride_data = n_copies > 1 ? size : 0;
-        struct vgpu_enc enc;
         begin_forward(ch, &enc, VGPU_CMD_EXT_TENSOR_SET);
         vgpu_enc_transfer(&enc, &x);
         vgpu_enc_u64(&enc, total);
         uint8_t *dst = vgpu_enc_reserve(&enc, (size_t)total);
         if (dst) {
             for (uint64_t i = 0; i < n_copies; i++)
-                memcpy(dst + i * size, (const uint8_t *)data + i * stride_data, (size_t)size);
+                memcpy(dst + i * size, data + i * d->stride, (size_t)size);
         }
-        struct vgpu_dec dec;
-        code = vgpu_channel_forward(ch, &enc, &dec);
+        code = batching ? vgpu_channel_defer(ch, &enc, &m) : -EMSGSIZE;
+        if (code == -EMSGSIZE)
+            code = vgpu_channel_forward(ch, &enc, &dec);
+    } else if (batching) {
+        code = ext_xfer_pipelined(ch, true, t, data, offset, size, n_copies, stride_tensor, d->stride);
     } else {
-        code = ext_xfer_staged(ch, true, t, (uint8_t *)data, offset, size, n_copies, stride_tensor, stride_data);
+        code = ext_xfer_staged(ch, true, t, data, offset, size, n_copies, stride_tensor, d->stride);
     }
     vgpu_channel_unlock(ch);
     return code;
 }
 
-int vgpu_remote_tensor_get(struct vgpu_channel *ch, bool baseline, const struct vgpu_tensor_ref *t, void *data,
-                           uint64_t offset, uint64_t size, uint64_t n_copies, uint64_t stride_tensor,
-                           uint64_t stride_data)
+int vgpu_remote_tensor_get(struct vgpu_channel *ch, bool baseline, const struct vgpu_tensor_ref *t,
+                           const struct vgpu_xfer_data *d, uint64_t offset, uint64_t size, uint64_t n_copies,
+                           uint64_t stride_tensor)
 {
     uint64_t total;
     if (size == 0 || n_copies == 0)
@@ -623,37 +830,65 @@ int vgpu_remote_tensor_get(struct vgpu_channel *ch, bool baseline, const struct 
     if (!vgpu_channel_lock(ch))
         return NOT_LOCKED;
     int code;
+    uint8_t *data = d->ptr;
     if (baseline) {
-        code = base_xfer_rows(ch, false, t, data, offset, size, n_copies, stride_tensor, stride_data);
+        code = base_xfer_rows(ch, false, t, data, offset, size, n_copies, stride_tensor, d->stride);
         vgpu_channel_unlock(ch);
         return code;
     }
-    if (total <= VGPU_INLINE_DATA_MAX && 8 + vgpu_pad4((size_t)total) <= ch->reply.size - APIR_REPLY_PAYLOAD_OFFSET) {
-        struct vgpu_transfer x; /* res_id 0: the data comes back inline, rows packed */
-        memset(&x, 0, sizeof(x));
-        x.tensor = t->wire;
-        x.offset = offset;
-        x.size = size;
-        x.n_copies = n_copies;
-        x.stride_tensor = n_copies > 1 ? stride_tensor : 0;
-        x.stride_data = n_copies > 1 ? size : 0;
-        struct vgpu_enc enc;
+    bool batching = vgpu_channel_batching(ch);
+    struct vgpu_transfer x;
+    xfer_rows(&x, t, offset, size, n_copies, stride_tensor);
+    struct vgpu_enc enc;
+    struct vgpu_dec dec;
+    struct vgpu_entry_meta m;
+    memset(&m, 0, sizeof(m));
+    what(m.what, sizeof(m.what), "get_tensor", t);
+    bool fits_inline = total <= VGPU_INLINE_DATA_MAX &&
+                       8 + vgpu_pad4((size_t)total) <= ch->reply.size - APIR_REPLY_PAYLOAD_OFFSET;
+    if (d->res_id) {
+        /* Into a host buffer: the host writes it there; asynchronously if the caller allows. */
+        xfer_by_ref(&x, d, n_copies);
         begin_forward(ch, &enc, VGPU_CMD_EXT_TENSOR_GET);
         vgpu_enc_transfer(&enc, &x);
-        struct vgpu_dec dec;
-        code = vgpu_channel_forward(ch, &enc, &dec);
-        if (code == VGPU_OK) {
-            size_t n = 0;
-            const uint8_t *src = vgpu_dec_blob(&dec, (size_t)total, &n);
-            if (!src || n != total) {
-                code = bad_reply(ch, VGPU_CMD_EXT_TENSOR_GET);
-            } else {
-                for (uint64_t i = 0; i < n_copies; i++)
-                    memcpy((uint8_t *)data + i * stride_data, src + i * size, (size_t)size);
+        if (batching && d->async) {
+            m.long_wait = total > VGPU_INLINE_DATA_MAX;
+            code = vgpu_channel_defer(ch, &enc, &m);
+        } else {
+            code = vgpu_channel_forward(ch, &enc, &dec);
+        }
+    } else if (fits_inline) {
+        /* res_id 0: the data comes back inline, rows packed */
+        x.stride_data = n_copies > 1 ? size : 0;
+        begin_forward(ch, &enc, VGPU_CMD_EXT_TENSOR_GET);
+        vgpu_enc_transfer(&enc, &x);
+        code = -EMSGSIZE;
+        if (batching && d->async) {
+            m.kind = VGPU_ENTRY_GET_INLINE;
+            m.reply_max = 8 + (uint32_t)vgpu_pad4((size_t)total);
+            m.dst = data;
+            m.row_size = size;
+            m.n_rows = n_copies;
+            m.dst_stride = d->stride;
+            code = vgpu_channel_defer(ch, &enc, &m);
+        }
+        if (code == -EMSGSIZE) {
+            code = vgpu_channel_forward(ch, &enc, &dec);
+            if (code == VGPU_OK) {
+                size_t n = 0;
+                const uint8_t *src = vgpu_dec_blob(&dec, (size_t)total, &n);
+                if (!src || n != total) {
+                    code = bad_reply(ch, VGPU_CMD_EXT_TENSOR_GET);
+                } else {
+                    for (uint64_t i = 0; i < n_copies; i++)
+                        memcpy(data + i * d->stride, src + i * size, (size_t)size);
+                }
             }
         }
+    } else if (batching) {
+        code = ext_xfer_pipelined(ch, false, t, data, offset, size, n_copies, stride_tensor, d->stride);
     } else {
-        code = ext_xfer_staged(ch, false, t, data, offset, size, n_copies, stride_tensor, stride_data);
+        code = ext_xfer_staged(ch, false, t, data, offset, size, n_copies, stride_tensor, d->stride);
     }
     vgpu_channel_unlock(ch);
     return code;
@@ -674,8 +909,14 @@ int vgpu_remote_tensor_memset(struct vgpu_channel *ch, bool baseline, const stru
         vgpu_enc_u64(&enc, offset);
         vgpu_enc_u64(&enc, size);
         vgpu_enc_u32(&enc, value);
-        struct vgpu_dec dec;
-        code = vgpu_channel_forward(ch, &enc, &dec);
+        struct vgpu_entry_meta m;
+        memset(&m, 0, sizeof(m));
+        what(m.what, sizeof(m.what), "memset", t);
+        code = vgpu_channel_batching(ch) ? vgpu_channel_defer(ch, &enc, &m) : -EMSGSIZE;
+        if (code == -EMSGSIZE) {
+            struct vgpu_dec dec;
+            code = vgpu_channel_forward(ch, &enc, &dec);
+        }
     } else {
         struct vgpu_resource *stg = vgpu_channel_staging(ch);
         code = stg ? VGPU_OK : -ENOMEM;
@@ -707,7 +948,13 @@ int vgpu_remote_tensor_copy(struct vgpu_channel *ch, bool baseline, const struct
         begin_forward(ch, &enc, VGPU_CMD_EXT_TENSOR_COPY);
         vgpu_enc_wire_tensor(&enc, &src->wire);
         vgpu_enc_wire_tensor(&enc, &dst->wire);
-        code = vgpu_channel_forward(ch, &enc, &dec);
+        /* The host copies (through its memory if it must): the answer can wait. */
+        struct vgpu_entry_meta m;
+        memset(&m, 0, sizeof(m));
+        what(m.what, sizeof(m.what), "cpy_tensor", dst);
+        code = vgpu_channel_batching(ch) ? vgpu_channel_defer(ch, &enc, &m) : -EMSGSIZE;
+        if (code == -EMSGSIZE)
+            code = vgpu_channel_forward(ch, &enc, &dec);
     } else {
         struct vgpu_rpc_tensor s = src->rpc, d = dst->rpc;
         s.id = 1;
@@ -748,16 +995,17 @@ int vgpu_remote_tensor_init(struct vgpu_channel *ch, const struct vgpu_tensor_re
  * Encodes a graph request for cmd with the image inline (small) or in a shared area
  * (lock held). Returns 0 or < 0.
  */
-static int encode_graph(struct vgpu_channel *ch, struct vgpu_enc *enc, uint32_t cmd, uint32_t dev, uint64_t uid,
-                        const uint8_t *image, size_t size)
+static int encode_graph_body(struct vgpu_channel *ch, struct vgpu_enc *enc, bool begin, uint32_t cmd, uint32_t dev,
+                             uint64_t uid, const uint8_t *image, size_t size)
 {
     struct vgpu_graph_request g;
     memset(&g, 0, sizeof(g));
     g.dev = dev;
     g.uid = uid;
     g.size = size;
+    /* 12 + 8 + 8: the APIR header and, in a batch, the batch and entry headers. */
     bool inline_image = size > 0 && size <= VGPU_INLINE_GRAPH_MAX &&
-                        12 + GRAPH_REQUEST_SIZE + 8 + vgpu_pad4(size) <= ch->cmd_cap;
+                        12 + 16 + GRAPH_REQUEST_SIZE + 8 + vgpu_pad4(size) <= ch->cmd_cap;
     if (size > 0 && !inline_image) {
         struct vgpu_resource *area = vgpu_channel_area(ch, size);
         if (!area)
@@ -765,11 +1013,103 @@ static int encode_graph(struct vgpu_channel *ch, struct vgpu_enc *enc, uint32_t 
         memcpy(area->ptr, image, size);
         g.res_id = area->id;
     }
-    begin_forward(ch, enc, cmd);
+    if (begin)
+        begin_forward(ch, enc, cmd);
     vgpu_enc_graph_request(enc, &g);
     if (inline_image)
         vgpu_enc_blob(enc, image, size);
     return 0;
+}
+
+static int encode_graph(struct vgpu_channel *ch, struct vgpu_enc *enc, uint32_t cmd, uint32_t dev, uint64_t uid,
+                        const uint8_t *image, size_t size)
+{
+    return encode_graph_body(ch, enc, true, cmd, dev, uid, image, size);
+}
+
+int vgpu_remote_encode_graph_request(struct vgpu_channel *ch, struct vgpu_enc *enc, uint32_t dev, uint64_t uid,
+                                     const uint8_t *image, size_t size)
+{
+    return encode_graph_body(ch, enc, false, VGPU_CMD_EXT_GRAPH_COMPUTE, dev, uid, image, size);
+}
+
+int vgpu_remote_graph_recompute_async(struct vgpu_channel *ch, uint32_t dev, uint64_t uid,
+                                      const struct vgpu_entry_meta *meta)
+{
+    if (!vgpu_channel_lock(ch))
+        return NOT_LOCKED;
+    struct vgpu_enc enc;
+    int code = encode_graph(ch, &enc, VGPU_CMD_EXT_GRAPH_COMPUTE, dev, uid, NULL, 0);
+    if (code == 0) {
+        struct vgpu_entry_meta m = *meta;
+        m.kind = VGPU_ENTRY_GRAPH;
+        m.long_wait = true;
+        code = vgpu_channel_defer(ch, &enc, &m);
+        /* Start it now: the host computes while the guest goes on. */
+        if (code == 0 && !vgpu_channel_kick(ch))
+            code = NOT_LOCKED;
+    }
+    vgpu_channel_unlock(ch);
+    return code;
+}
+
+int vgpu_remote_sync(struct vgpu_channel *ch, bool only_observable)
+{
+    if (!vgpu_channel_lock(ch)) {
+        /* Lost: nothing will complete, but queued local copies still can be done. */
+        vgpu_channel_quiesce(ch);
+        return NOT_LOCKED;
+    }
+    int r = vgpu_channel_sync(ch, only_observable);
+    vgpu_channel_unlock(ch);
+    return r;
+}
+
+int vgpu_remote_host_buffer_register(struct vgpu_channel *ch, const struct vgpu_resource *res, bool *pinned)
+{
+    *pinned = false;
+    if (!vgpu_channel_lock(ch))
+        return NOT_LOCKED;
+    struct vgpu_enc enc;
+    begin_forward(ch, &enc, VGPU_CMD_EXT_HOST_BUFFER_REGISTER);
+    vgpu_enc_u32(&enc, res->id);
+    vgpu_enc_u32(&enc, 0);
+    vgpu_enc_u64(&enc, 0);
+    vgpu_enc_u64(&enc, res->size);
+    struct vgpu_dec dec;
+    int code = vgpu_channel_forward(ch, &enc, &dec);
+    if (code == VGPU_OK) {
+        uint32_t f = vgpu_dec_u32(&dec);
+        if (!vgpu_dec_ok(&dec))
+            code = bad_reply(ch, VGPU_CMD_EXT_HOST_BUFFER_REGISTER);
+        else
+            *pinned = (f & VGPU_HOST_BUFFER_PINNED) != 0;
+    }
+    vgpu_channel_unlock(ch);
+    return code;
+}
+
+void vgpu_remote_host_buffer_free(struct vgpu_channel *ch, struct vgpu_resource *res, bool registered)
+{
+    if (vgpu_channel_lock(ch)) {
+        if (registered) {
+            struct vgpu_enc enc;
+            begin_forward(ch, &enc, VGPU_CMD_EXT_HOST_BUFFER_UNREGISTER);
+            vgpu_enc_u32(&enc, res->id);
+            vgpu_enc_u32(&enc, 0);
+            struct vgpu_dec dec;
+            int code = vgpu_channel_forward(ch, &enc, &dec);
+            if (code != VGPU_OK && code >= 0)
+                GGML_LOG_WARN("ggml-virtgpu: unregistering a host buffer failed: %s\n", vgpu_status_name((uint32_t)code));
+        } else {
+            /* Still, nothing queued may name it once it is gone. */
+            (void)vgpu_channel_sync(ch, false);
+        }
+        vgpu_channel_resource_destroy(ch, res);
+        vgpu_channel_unlock(ch);
+    } else {
+        vgpu_channel_resource_destroy(ch, res);
+    }
 }
 
 int vgpu_remote_graph_compute(struct vgpu_channel *ch, uint32_t dev, uint64_t uid, const uint8_t *image,

@@ -82,17 +82,29 @@ int  vgpu_remote_buffer_clear(struct vgpu_channel *ch, bool baseline, uint64_t i
 
 /* ---- tensor data (host-allocated buffers) ----------------------------------------------------- */
 
+/* The guest side of a move. */
+struct vgpu_xfer_data {
+    uint8_t *ptr;        /* row 0 */
+    uint64_t stride;     /* bytes between rows */
+    uint32_t res_id;     /* non-zero: ptr lies in this shared resource (a host buffer) ... */
+    uint64_t res_offset; /* ... at this offset: the host reads or writes it there */
+    bool     async;      /* the caller keeps the data valid, and does not read it, until a sync */
+};
+
 /*
  * n_copies rows of `size` bytes: row i is tensor bytes [offset + i*stride_tensor, +size) and
- * data bytes [i*stride_data, +size). Small moves go inline, larger ones through the staging
- * resource in chunks; the baseline moves each row through the staging resource.
+ * data bytes [i*d->stride, +size). With a batching host: data in a host buffer moves by
+ * reference (deferred when d->async), small moves are deferred inline (a GET only when
+ * d->async: its bytes land at the next sync), large ones go through pipelined staging
+ * chunks. Without batching: inline when small, staged otherwise; the baseline moves each
+ * row through the staging resource. A deferred move's failure is a deferred error.
  */
-int vgpu_remote_tensor_set(struct vgpu_channel *ch, bool baseline, const struct vgpu_tensor_ref *t, const void *data,
-                           uint64_t offset, uint64_t size, uint64_t n_copies, uint64_t stride_tensor,
-                           uint64_t stride_data);
-int vgpu_remote_tensor_get(struct vgpu_channel *ch, bool baseline, const struct vgpu_tensor_ref *t, void *data,
-                           uint64_t offset, uint64_t size, uint64_t n_copies, uint64_t stride_tensor,
-                           uint64_t stride_data);
+int vgpu_remote_tensor_set(struct vgpu_channel *ch, bool baseline, const struct vgpu_tensor_ref *t,
+                           const struct vgpu_xfer_data *d, uint64_t offset, uint64_t size, uint64_t n_copies,
+                           uint64_t stride_tensor);
+int vgpu_remote_tensor_get(struct vgpu_channel *ch, bool baseline, const struct vgpu_tensor_ref *t,
+                           const struct vgpu_xfer_data *d, uint64_t offset, uint64_t size, uint64_t n_copies,
+                           uint64_t stride_tensor);
 /* Baseline: emulated with SET_TENSOR of a filled staging area. */
 int vgpu_remote_tensor_memset(struct vgpu_channel *ch, bool baseline, const struct vgpu_tensor_ref *t,
                               uint64_t offset, uint64_t size, uint8_t value);
@@ -110,6 +122,25 @@ int vgpu_remote_tensor_init(struct vgpu_channel *ch, const struct vgpu_tensor_re
 int vgpu_remote_graph_compute(struct vgpu_channel *ch, uint32_t dev, uint64_t uid, const uint8_t *image,
                               size_t size, uint32_t *result, int32_t *status);
 int vgpu_remote_base_graph_compute(struct vgpu_channel *ch, const uint8_t *image, size_t size, int32_t *status);
+/*
+ * Batching hosts: queues EXT_GRAPH_COMPUTE of the graph cached under uid and submits it
+ * without waiting. meta (kind GRAPH set here) carries the resend hook for a host that no
+ * longer holds it. Its outcome is a deferred error.
+ */
+int vgpu_remote_graph_recompute_async(struct vgpu_channel *ch, uint32_t dev, uint64_t uid,
+                                      const struct vgpu_entry_meta *meta);
+/* The EXT_GRAPH_COMPUTE request of a full image (for a resend hook), without the APIR header. */
+int vgpu_remote_encode_graph_request(struct vgpu_channel *ch, struct vgpu_enc *enc, uint32_t dev, uint64_t uid,
+                                     const uint8_t *image, size_t size);
+/* Completes what is outstanding (vgpu_channel_sync under the lock). */
+int vgpu_remote_sync(struct vgpu_channel *ch, bool only_observable);
+
+/* ---- host buffers ---------------------------------------------------------------------------- */
+
+/* EXT_HOST_BUFFER_REGISTER of a whole resource; *pinned: the host pinned it. */
+int  vgpu_remote_host_buffer_register(struct vgpu_channel *ch, const struct vgpu_resource *res, bool *pinned);
+/* Unregisters it (when registered), once nothing outstanding names it, and destroys it. */
+void vgpu_remote_host_buffer_free(struct vgpu_channel *ch, struct vgpu_resource *res, bool registered);
 /*
  * EXT_GRAPH_OPTIMIZE. On VGPU_OK: order[n_nodes] is a permutation of node positions (checked
  * here), *deps a malloc'd array of *n_deps (tensor, until) pairs of image indices.

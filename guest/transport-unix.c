@@ -27,8 +27,6 @@
 #include "codec.h"
 #include "unix.h"
 
-/* Spin this long on the reply word before blocking (most small calls finish within it). */
-#define VGPU_SPIN_NS        20000ll
 /* Longest single futex sleep: a hang-up is noticed at most this late. */
 #define VGPU_SLICE_NS       100000000ll
 /* Start-up limit for HELLO_REPLY when no GGML_VIRTGPU_TIMEOUT_MS is given. */
@@ -371,21 +369,30 @@ static long futex_wait(uint32_t *word, uint32_t expected, int64_t ns)
     return syscall(SYS_futex, word, FUTEX_WAIT, expected, &ts, NULL, 0);
 }
 
-static int unix_wait_reply(struct vgpu_transport *tp, const struct vgpu_resource *reply, uint32_t *word_out)
+static int unix_wait_reply(struct vgpu_transport *tp, const struct vgpu_resource *reply, uint32_t *word_out,
+                           int64_t spin_ns)
 {
     struct vgpu_unix *u = (struct vgpu_unix *)tp;
     uint32_t *word = reply->ptr;
     int64_t start = now_ns();
-    uint32_t v;
-
-    do {
-        v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-        if (v) {
-            *word_out = v;
-            return 0;
+    uint32_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    if (v) {
+        *word_out = v;
+        return 0;
+    }
+    /* Spin while the reply is expected soon (the caller's budget), reading the clock rarely. */
+    while (spin_ns > 0) {
+        for (int i = 0; i < 64; i++) {
+            v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+            if (v) {
+                *word_out = v;
+                return 0;
+            }
+            cpu_relax();
         }
-        cpu_relax();
-    } while (now_ns() - start < VGPU_SPIN_NS);
+        if (now_ns() - start >= spin_ns)
+            break;
+    }
 
     int64_t deadline = tp->timeout_ms > 0 ? start + (int64_t)tp->timeout_ms * 1000000ll : 0;
     for (;;) {

@@ -30,9 +30,11 @@ struct vgpu_transport_ops {
     int  (*submit)(struct vgpu_transport *tp, const void *cmd, size_t size);
     /*
      * Waits until the reply word (u32 at offset 0 of `reply`) is non-zero and returns it in
-     * *word. Fails with -EPIPE when the host is gone and -ETIMEDOUT past tp->timeout_ms.
+     * *word: spins for up to spin_ns reading it, then blocks. Fails with -EPIPE when the host
+     * is gone and -ETIMEDOUT past tp->timeout_ms.
      */
-    int  (*wait_reply)(struct vgpu_transport *tp, const struct vgpu_resource *reply, uint32_t *word);
+    int  (*wait_reply)(struct vgpu_transport *tp, const struct vgpu_resource *reply, uint32_t *word,
+                       int64_t spin_ns);
     void (*destroy)(struct vgpu_transport *tp);
 };
 

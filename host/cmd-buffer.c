@@ -44,12 +44,60 @@ static uint32_t rpc_tensor(struct vgpu_ctx *ctx, const struct vgpu_rpc_tensor *r
     return one_tensor(ctx, &d, t, ti);
 }
 
-static uint32_t do_set(struct vgpu_ctx *ctx, struct ggml_tensor *t, const uint8_t *data, uint64_t offset,
-                       uint64_t size, uint64_t n, uint64_t st, uint64_t sd)
+/* ---- async copies inside batches -------------------------------------------------------------------- */
+
+/*
+ * The backend whose stream may carry a copy into or out of t without waiting: only inside a
+ * batch (the dispatcher waits at its end and before any command that is not a transfer or a
+ * graph compute), only for buffers of the device's own buffer type (what the backend's async
+ * copies accept), and only when the backend has them. NULL: copy synchronously.
+ */
+static ggml_backend_t async_backend(struct vgpu_ctx *ctx, const struct ggml_tensor *t, const struct vgpu_tinfo *ti,
+                                    bool set, bool two_d)
+{
+    if (!ctx->in_batch || !ti || !ti->buf || ti->buf->zero_copy)
+        return NULL;
+    uint32_t dev = ti->buf->dev;
+    if (dev >= ctx->n_devices || dev >= 64)
+        return NULL;
+    struct vgpu_device *d = &ctx->devices[dev];
+    if (!d->buft || t->buffer->buft != d->buft)
+        return NULL;
+    ggml_backend_t be;
+    if (vgpu_ctx_backend(ctx, dev, &be) != VGPU_OK)
+        return NULL;
+    bool has = set ? (two_d ? be->iface.set_tensor_2d_async != NULL : be->iface.set_tensor_async != NULL)
+                   : (two_d ? be->iface.get_tensor_2d_async != NULL : be->iface.get_tensor_async != NULL);
+    if (!has)
+        return NULL;
+    ctx->async_devs |= 1ull << dev;
+    return be;
+}
+
+void vgpu_ctx_async_wait(struct vgpu_ctx *ctx)
+{
+    uint64_t m = ctx->async_devs;
+    ctx->async_devs = 0;
+    for (uint32_t i = 0; m && i < ctx->n_devices && i < 64; i++) {
+        if ((m & (1ull << i)) && ctx->devices[i].backend)
+            ggml_backend_synchronize(ctx->devices[i].backend);
+    }
+}
+
+static uint32_t do_set(struct vgpu_ctx *ctx, struct ggml_tensor *t, const struct vgpu_tinfo *ti, const uint8_t *data,
+                       uint64_t offset, uint64_t size, uint64_t n, uint64_t st, uint64_t sd)
 {
     ggml_backend_buffer_t b = t->buffer;
     if (size == 0)
         return VGPU_OK;
+    ggml_backend_t be = async_backend(ctx, t, ti, true, n > 1);
+    if (be) {
+        if (n > 1)
+            be->iface.set_tensor_2d_async(be, t, data, offset, size, n, st, sd);
+        else
+            be->iface.set_tensor_async(be, t, data, offset, size);
+        return VGPU_OK;
+    }
     if (n > 1 && b->iface.set_tensor_2d) {
         b->iface.set_tensor_2d(b, t, data, offset, size, n, st, sd);
         return VGPU_OK;
@@ -61,12 +109,20 @@ static uint32_t do_set(struct vgpu_ctx *ctx, struct ggml_tensor *t, const uint8_
     return VGPU_OK;
 }
 
-static uint32_t do_get(struct vgpu_ctx *ctx, const struct ggml_tensor *t, uint8_t *data, uint64_t offset,
-                       uint64_t size, uint64_t n, uint64_t st, uint64_t sd)
+static uint32_t do_get(struct vgpu_ctx *ctx, const struct ggml_tensor *t, const struct vgpu_tinfo *ti, uint8_t *data,
+                       uint64_t offset, uint64_t size, uint64_t n, uint64_t st, uint64_t sd)
 {
     ggml_backend_buffer_t b = t->buffer;
     if (size == 0)
         return VGPU_OK;
+    ggml_backend_t be = async_backend(ctx, t, ti, false, n > 1);
+    if (be) {
+        if (n > 1)
+            be->iface.get_tensor_2d_async(be, t, data, offset, size, n, st, sd);
+        else
+            be->iface.get_tensor_async(be, t, data, offset, size);
+        return VGPU_OK;
+    }
     if (n > 1 && b->iface.get_tensor_2d) {
         b->iface.get_tensor_2d(b, t, data, offset, size, n, st, sd);
         return VGPU_OK;
@@ -187,7 +243,7 @@ static uint32_t baseline_transfer(struct vgpu_ctx *ctx, struct vgpu_dec *dec, bo
     uint8_t *data;
     if ((r = vgpu_res_range(ctx, res_id, 0, size, &data)) != VGPU_OK)
         return r;
-    return set ? do_set(ctx, &t, data, offset, size, 1, 0, 0) : do_get(ctx, &t, data, offset, size, 1, 0, 0);
+    return set ? do_set(ctx, &t, NULL, data, offset, size, 1, 0, 0) : do_get(ctx, &t, NULL, data, offset, size, 1, 0, 0);
 }
 
 uint32_t vgpu_cmd_buffer_set_tensor(struct vgpu_ctx *ctx, struct vgpu_dec *dec, struct vgpu_enc *enc)
@@ -390,7 +446,7 @@ uint32_t vgpu_cmd_ext_tensor_set(struct vgpu_ctx *ctx, struct vgpu_dec *dec, str
                              (unsigned long long)span);
         data = inl;
     }
-    return do_set(ctx, &t, data, x.offset, x.size, x.n_copies, x.stride_tensor, x.stride_data);
+    return do_set(ctx, &t, &ti, data, x.offset, x.size, x.n_copies, x.stride_tensor, x.stride_data);
 }
 
 uint32_t vgpu_cmd_ext_tensor_get(struct vgpu_ctx *ctx, struct vgpu_dec *dec, struct vgpu_enc *enc)
@@ -418,7 +474,7 @@ uint32_t vgpu_cmd_ext_tensor_get(struct vgpu_ctx *ctx, struct vgpu_dec *dec, str
         if (!data)
             return vgpu_fail(ctx, VGPU_INVALID, "inline data does not fit in the reply");
     }
-    return do_get(ctx, &t, data, x.offset, x.size, x.n_copies, x.stride_tensor, x.stride_data);
+    return do_get(ctx, &t, &ti, data, x.offset, x.size, x.n_copies, x.stride_tensor, x.stride_data);
 }
 
 uint32_t vgpu_cmd_ext_tensor_memset(struct vgpu_ctx *ctx, struct vgpu_dec *dec, struct vgpu_enc *enc)
@@ -456,7 +512,7 @@ uint32_t vgpu_cmd_ext_tensor_memset(struct vgpu_ctx *ctx, struct vgpu_dec *dec, 
     memset(fill, (int)value, chunk);
     for (uint64_t done = 0; done < size; done += chunk) {
         uint64_t n = size - done < chunk ? size - done : chunk;
-        if ((r = do_set(ctx, &t, fill, offset + done, n, 1, 0, 0)) != VGPU_OK)
+        if ((r = do_set(ctx, &t, NULL, fill, offset + done, n, 1, 0, 0)) != VGPU_OK)
             return r;
     }
     return VGPU_OK;
@@ -490,8 +546,8 @@ uint32_t vgpu_cmd_ext_tensor_copy(struct vgpu_ctx *ctx, struct vgpu_dec *dec, st
         return vgpu_fail(ctx, VGPU_NO_MEMORY, "no memory for a copy chunk");
     for (uint64_t done = 0; done < si.extent; done += chunk) {
         uint64_t n = si.extent - done < chunk ? si.extent - done : chunk;
-        if ((r = do_get(ctx, &src, tmp, done, n, 1, 0, 0)) != VGPU_OK ||
-            (r = do_set(ctx, &dst, tmp, done, n, 1, 0, 0)) != VGPU_OK)
+        if ((r = do_get(ctx, &src, NULL, tmp, done, n, 1, 0, 0)) != VGPU_OK ||
+            (r = do_set(ctx, &dst, NULL, tmp, done, n, 1, 0, 0)) != VGPU_OK)
             return r;
     }
     return VGPU_OK;

@@ -19,6 +19,7 @@
 
 static enum vgpu_log_level parse_level(const char *s, enum vgpu_log_level dflt);
 
+__attribute__((format(printf, 4, 0)))
 static void vlog_line(const struct vgpu_ctx *ctx, uint32_t ctx_id, enum vgpu_log_level level, const char *fmt,
                       va_list ap)
 {
@@ -27,6 +28,14 @@ static void vlog_line(const struct vgpu_ctx *ctx, uint32_t ctx_id, enum vgpu_log
         return;
     char text[512];
     vsnprintf(text, sizeof(text), fmt, ap);
+    /*
+     * Log lines quote guest-chosen strings (tensor names, up to 63 bytes): without this a guest
+     * could put a newline and a whole forged line (or terminal escapes) into the host's log.
+     */
+    for (char *p = text; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    }
     /* One write per line so that lines of concurrent contexts do not interleave. */
     char line[640];
     int n = snprintf(line, sizeof(line), "ggml-virtgpu-backend[ctx %u]: %s: %s\n", ctx ? ctx->id : ctx_id,
@@ -147,15 +156,76 @@ static uint64_t config_u64(const struct vgpu_ctx *ctx, const char *key, uint64_t
 
 /* ---- creation ------------------------------------------------------------------------------------- */
 
+/* Most devices one context serves (guest device indices are small). */
+#define VGPU_MAX_DEVICES 64u
+
+/*
+ * Collects the devices of reg into out[*n..max). Returns false if reg names a device it
+ * then does not have.
+ */
+static bool add_reg_devices(ggml_backend_reg_t reg, ggml_backend_dev_t *out, size_t *n, size_t max)
+{
+    size_t count = ggml_backend_reg_dev_count(reg);
+    for (size_t i = 0; i < count && *n < max; i++) {
+        out[*n] = ggml_backend_reg_dev_get(reg, i);
+        if (!out[*n])
+            return false;
+        (*n)++;
+    }
+    return true;
+}
+
+/*
+ * The real backend's devices. A ggml-rpc backend enumerates none by itself: with the config
+ * key ggml-virtgpu.rpc-servers (comma-separated endpoints) each listed server adds its
+ * devices through the backend's "ggml_backend_rpc_add_server", in the listed order. That
+ * lets one context drive the devices of several machines, and lets tests stand several CPU
+ * servers in for a multi-GPU host. Returns the count, or 0 after logging why there is none.
+ */
+static size_t list_devices(struct vgpu_ctx *ctx, ggml_backend_dev_t *out, size_t max)
+{
+    size_t n = 0;
+    const char *servers = config(ctx, VGPU_CFG_RPC_SERVERS);
+    if (!servers) {
+        if (!add_reg_devices(ctx->reg, out, &n, max))
+            vgpu_log(ctx, VGPU_LOG_ERROR, "the GGML backend lists a device it does not have");
+        else if (n == 0)
+            vgpu_log(ctx, VGPU_LOG_ERROR, "the GGML backend has no device");
+        return n;
+    }
+    ggml_backend_reg_t (*add_server)(const char *);
+    *(void **)&add_server = ggml_backend_reg_get_proc_address(ctx->reg, "ggml_backend_rpc_add_server");
+    if (!add_server) {
+        vgpu_log(ctx, VGPU_LOG_ERROR, "config %s is set but the GGML backend is not ggml-rpc", VGPU_CFG_RPC_SERVERS);
+        return 0;
+    }
+    char endpoint[256];
+    for (const char *p = servers; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= sizeof(endpoint)) {
+            vgpu_log(ctx, VGPU_LOG_ERROR, "config %s='%s': bad endpoint list", VGPU_CFG_RPC_SERVERS, servers);
+            return 0;
+        }
+        memcpy(endpoint, p, len);
+        endpoint[len] = '\0';
+        ggml_backend_reg_t reg = add_server(endpoint);
+        size_t before = n;
+        if (!reg || !add_reg_devices(reg, out, &n, max) || n == before) {
+            vgpu_log(ctx, VGPU_LOG_ERROR, "rpc server %s has no device", endpoint);
+            return 0;
+        }
+        p += len;
+        p += *p == ',';
+    }
+    return n;
+}
+
 static uint32_t init_devices(struct vgpu_ctx *ctx)
 {
-    size_t n = ggml_backend_reg_dev_count(ctx->reg);
-    if (n == 0) {
-        vgpu_log(ctx, VGPU_LOG_ERROR, "the GGML backend has no device");
+    ggml_backend_dev_t devs[VGPU_MAX_DEVICES];
+    size_t n = list_devices(ctx, devs, VGPU_MAX_DEVICES);
+    if (n == 0)
         return APIR_LOAD_LIBRARY_INIT_BASE_INDEX + APIR_BACKEND_INITIALIZE_NO_DEVICE;
-    }
-    if (n > 64)
-        n = 64;
     ctx->devices = calloc(n, sizeof(*ctx->devices));
     if (!ctx->devices)
         return APIR_LOAD_LIBRARY_INIT_BASE_INDEX + APIR_BACKEND_INITIALIZE_BACKEND_INIT_FAILED;
@@ -164,11 +234,7 @@ static uint32_t init_devices(struct vgpu_ctx *ctx)
     uint64_t total_bytes = 0;
     for (uint32_t i = 0; i < ctx->n_devices; i++) {
         struct vgpu_device *d = &ctx->devices[i];
-        d->dev = ggml_backend_reg_dev_get(ctx->reg, i);
-        if (!d->dev) {
-            vgpu_log(ctx, VGPU_LOG_ERROR, "the GGML backend has no device %u", i);
-            return APIR_LOAD_LIBRARY_INIT_BASE_INDEX + APIR_BACKEND_INITIALIZE_NO_DEVICE;
-        }
+        d->dev = devs[i];
         struct ggml_backend_dev_props props;
         ggml_backend_dev_get_props(d->dev, &props);
         d->caps = (props.caps.async ? VGPU_CAP_ASYNC : 0) |
@@ -289,6 +355,9 @@ void vgpu_ctx_destroy(struct vgpu_ctx *ctx)
 {
     if (!ctx)
         return;
+    /* Queued async copies finish and pinned host memory is released before anything goes. */
+    vgpu_ctx_async_wait(ctx);
+    vgpu_host_buffers_destroy(ctx);
     /* Cached graphs first (they point at buffers), then buffers, then backends. */
     for (uint32_t i = 0; i < ctx->n_devices; i++) {
         for (uint32_t s = 0; s < VGPU_GRAPH_CACHE_SLOTS; s++) {

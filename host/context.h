@@ -22,6 +22,7 @@
 #include "resources.h"
 
 struct vgpu_graph;
+struct vgpu_host_buffers;
 
 /* Graph cache slots per device (EXT_HELLO graph_cache_slots). */
 #define VGPU_GRAPH_CACHE_SLOTS 8u
@@ -121,6 +122,13 @@ struct vgpu_ctx {
     struct vgpu_scratch copy;  /* bounded copy scratch (VGPU_COPY_CHUNK) */
 
     struct vgpu_trace trace; /* test facility, off unless configured (trace.h) */
+
+    /* EXT_BATCH (dispatch.c) */
+    bool     batch_stopped; /* a batch stopped early: commands answer SKIPPED until a RESUME */
+    bool     in_batch;      /* serving batch entries: transfers may queue async backend copies */
+    uint64_t async_devs;    /* devices (bit = index) with queued async copies (cmd-buffer.c) */
+    /* registered host buffers and pinning (cmd-host-buffer.c) */
+    struct vgpu_host_buffers *host_buffers;
 };
 
 /*
@@ -179,6 +187,11 @@ uint32_t vgpu_ctx_buffer_alloc(struct vgpu_ctx *ctx, uint32_t dev, uint64_t size
                                struct vgpu_buffer **out);
 /* Frees a buffer: drops cached graphs that use it, then the ggml buffer and its handle. */
 uint32_t vgpu_ctx_buffer_free(struct vgpu_ctx *ctx, uint64_t id);
+
+/* Waits for the async copies queued on the devices' backends (cmd-buffer.c); idempotent. */
+void vgpu_ctx_async_wait(struct vgpu_ctx *ctx);
+/* Unpins and forgets every registered host buffer (cmd-host-buffer.c). */
+void vgpu_host_buffers_destroy(struct vgpu_ctx *ctx);
 
 /* Grows a scratch area to at least n bytes (64-byte aligned); NULL (not logged) on failure. */
 void *vgpu_scratch_get(struct vgpu_scratch *s, size_t n);

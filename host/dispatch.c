@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "apir.h"
 #include "context.h"
@@ -41,6 +42,7 @@ static const struct command baseline[APIR_CMD_BASELINE_COUNT] = {
     [APIR_CMD_BACKEND_GRAPH_COMPUTE]      = { "BACKEND_GRAPH_COMPUTE", vgpu_cmd_graph_compute },
 };
 
+/* EXT_BATCH is served by the dispatcher itself (run_batch): its entry has no handler. */
 static const struct command extension[VGPU_CMD_EXT_END - VGPU_CMD_EXT_FIRST] = {
     [VGPU_CMD_EXT_HELLO - VGPU_CMD_EXT_FIRST]          = { "EXT_HELLO", vgpu_cmd_ext_hello },
     [VGPU_CMD_EXT_DEVICE_INFO - VGPU_CMD_EXT_FIRST]    = { "EXT_DEVICE_INFO", vgpu_cmd_ext_device_info },
@@ -60,6 +62,11 @@ static const struct command extension[VGPU_CMD_EXT_END - VGPU_CMD_EXT_FIRST] = {
     [VGPU_CMD_EXT_GRAPH_OPTIMIZE - VGPU_CMD_EXT_FIRST] = { "EXT_GRAPH_OPTIMIZE", vgpu_cmd_ext_graph_optimize },
     [VGPU_CMD_EXT_SET_N_THREADS - VGPU_CMD_EXT_FIRST]  = { "EXT_SET_N_THREADS", vgpu_cmd_ext_set_n_threads },
     [VGPU_CMD_EXT_NOP - VGPU_CMD_EXT_FIRST]            = { "EXT_NOP", vgpu_cmd_ext_nop },
+    [VGPU_CMD_EXT_BATCH - VGPU_CMD_EXT_FIRST]          = { "EXT_BATCH", NULL },
+    [VGPU_CMD_EXT_HOST_BUFFER_REGISTER - VGPU_CMD_EXT_FIRST] =
+        { "EXT_HOST_BUFFER_REGISTER", vgpu_cmd_ext_host_buffer_register },
+    [VGPU_CMD_EXT_HOST_BUFFER_UNREGISTER - VGPU_CMD_EXT_FIRST] =
+        { "EXT_HOST_BUFFER_UNREGISTER", vgpu_cmd_ext_host_buffer_unregister },
 };
 
 static const struct command *find(uint32_t cmd)
@@ -77,13 +84,36 @@ const char *vgpu_command_name(uint32_t cmd)
     return c ? c->name : "unknown";
 }
 
-uint32_t vgpu_dispatch(struct vgpu_ctx *ctx, uint32_t cmd, const char *dec_cur, const char *dec_end,
-                       char *enc_cur, const char *enc_end, char **enc_cur_after)
+/*
+ * Commands that may run while async copies are queued on a backend: the transfers queue
+ * their own (in order on the same stream) and a graph compute runs on that stream and waits
+ * for it. Every other command first waits for the queued copies.
+ */
+static bool async_capable(uint32_t cmd)
 {
-    if (enc_cur_after)
-        *enc_cur_after = enc_cur;
-    if (dec_cur && dec_end >= dec_cur)
-        vgpu_trace_request(&ctx->trace, cmd, dec_cur, (size_t)(dec_end - dec_cur));
+    return cmd == VGPU_CMD_EXT_TENSOR_SET || cmd == VGPU_CMD_EXT_TENSOR_GET || cmd == VGPU_CMD_EXT_GRAPH_COMPUTE;
+}
+
+/* The flags word of an EXT_BATCH request (0 when too short: the batch then fails to decode). */
+static uint32_t batch_flags(const uint8_t *req, size_t len)
+{
+    uint32_t f = 0;
+    if (len >= VGPU_BATCH_HEADER_SIZE)
+        memcpy(&f, req + 4, 4);
+    return f;
+}
+
+static uint32_t run_batch(struct vgpu_ctx *ctx, const uint8_t *req, size_t len, struct vgpu_enc *enc);
+
+/*
+ * One command, top-level or a batch entry: every check of docs/PROTOCOL.md §2.1 and §4.4,
+ * then the handler. The reply goes to [out, out + out_cap); *out_len is its length when it
+ * counts (success, or EXT_HELLO), else 0.
+ */
+static uint32_t dispatch_one(struct vgpu_ctx *ctx, uint32_t cmd, const uint8_t *req, size_t req_len, uint8_t *out,
+                             size_t out_cap, size_t *out_len, bool in_batch)
+{
+    *out_len = 0;
     const struct command *c = find(cmd);
     if (c) {
         ctx->cmd_name = c->name;
@@ -91,51 +121,175 @@ uint32_t vgpu_dispatch(struct vgpu_ctx *ctx, uint32_t cmd, const char *dec_cur, 
         snprintf(ctx->cmd_buf, sizeof(ctx->cmd_buf), "command %u", cmd);
         ctx->cmd_name = ctx->cmd_buf;
     }
-    uint32_t code;
-
     if (ctx->fatal) {
         vgpu_log(ctx, VGPU_LOG_INFO, "refused: the context is fatal");
-        code = VGPU_FATAL;
-        goto out;
+        return VGPU_FATAL;
     }
-    if (!c) {
-        code = vgpu_set_fatal(ctx, VGPU_UNKNOWN_COMMAND, "unknown command id %u", cmd);
-        goto out;
+    if (!c)
+        return vgpu_set_fatal(ctx, VGPU_UNKNOWN_COMMAND, "unknown command id %u", cmd);
+    if (req_len > ctx->quota.command_bytes)
+        return vgpu_fail(ctx, VGPU_QUOTA, "command of %zu bytes exceeds the quota of %llu", req_len,
+                         (unsigned long long)ctx->quota.command_bytes);
+    if (cmd >= VGPU_CMD_EXT_FIRST && cmd != VGPU_CMD_EXT_HELLO && !ctx->hello)
+        return vgpu_fail(ctx, VGPU_INVALID, "extension command before a successful EXT_HELLO");
+    bool resume = cmd == VGPU_CMD_EXT_BATCH && (batch_flags(req, req_len) & VGPU_BATCH_RESUME);
+    if (ctx->batch_stopped && !resume) {
+        vgpu_log(ctx, VGPU_LOG_DEBUG, "skipped: an earlier batch stopped and no EXT_BATCH resumed yet");
+        return VGPU_SKIPPED;
     }
+    if (!async_capable(cmd))
+        vgpu_ctx_async_wait(ctx);
+
+    struct vgpu_enc enc;
+    static uint8_t empty[4];
+    vgpu_enc_init(&enc, out ? (void *)out : (void *)empty, out ? out_cap : 0);
+    uint32_t code;
+    if (cmd == VGPU_CMD_EXT_BATCH) {
+        if (in_batch) /* the framing check refuses this before anything runs; kept as a guard */
+            return vgpu_fail(ctx, VGPU_INVALID, "EXT_BATCH inside EXT_BATCH");
+        code = run_batch(ctx, req, req_len, &enc);
+        ctx->cmd_name = c->name;
+    } else {
+        struct vgpu_dec dec;
+        vgpu_dec_init(&dec, req ? (const void *)req : (const void *)empty, req_len);
+        code = c->fn(ctx, &dec, &enc);
+        if (!vgpu_dec_ok(&dec)) {
+            vgpu_set_fatal(ctx, 0, "request truncated or malformed (%zu bytes)", req_len);
+            if (code == VGPU_OK)
+                code = VGPU_INVALID;
+        } else if (code == VGPU_OK && !vgpu_enc_ok(&enc)) {
+            code = vgpu_fail(ctx, VGPU_INVALID, "the reply does not fit in %zu bytes", out ? out_cap : (size_t)0);
+        }
+    }
+    if ((code == VGPU_OK || cmd == VGPU_CMD_EXT_HELLO) && out && vgpu_enc_ok(&enc))
+        *out_len = vgpu_enc_used(&enc);
+    return code;
+}
+
+/*
+ * EXT_BATCH. The framing of every entry is checked before any entry runs: a truncated
+ * header or an entry that overruns the request is a decoder overrun (fatal); a size that is
+ * not a multiple of 4, a nested EXT_BATCH or an EXT_HELLO answers INVALID, nothing run.
+ */
+static uint32_t run_batch(struct vgpu_ctx *ctx, const uint8_t *req, size_t len, struct vgpu_enc *enc)
+{
+    struct vgpu_dec dec;
+    vgpu_dec_init(&dec, req, len);
+    uint32_t n = vgpu_dec_u32(&dec);
+    uint32_t flags = vgpu_dec_u32(&dec);
+    if (!vgpu_dec_ok(&dec))
+        return vgpu_set_fatal(ctx, VGPU_INVALID, "batch header truncated (%zu bytes)", len);
+    if (flags & ~VGPU_BATCH_RESUME)
+        return vgpu_fail(ctx, VGPU_INVALID, "unknown batch flags 0x%x", flags);
+    if (n == 0 || n > VGPU_BATCH_MAX_ENTRIES)
+        return vgpu_fail(ctx, VGPU_INVALID, "batch of %u entries (1..%u)", n, VGPU_BATCH_MAX_ENTRIES);
+    const uint8_t *first = dec.cur;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t cmd = vgpu_dec_u32(&dec);
+        uint32_t size = vgpu_dec_u32(&dec);
+        if (!vgpu_dec_ok(&dec))
+            return vgpu_set_fatal(ctx, VGPU_INVALID, "batch entry %u: header truncated", i);
+        if (size > vgpu_dec_left(&dec))
+            return vgpu_set_fatal(ctx, VGPU_INVALID, "batch entry %u: %u bytes, %zu left in the batch", i, size,
+                                  vgpu_dec_left(&dec));
+        if (size % 4)
+            return vgpu_fail(ctx, VGPU_INVALID, "batch entry %u: size %u is not a multiple of 4", i, size);
+        if (cmd == VGPU_CMD_EXT_BATCH || cmd == VGPU_CMD_EXT_HELLO)
+            return vgpu_fail(ctx, VGPU_INVALID, "batch entry %u: %s cannot be batched", i, vgpu_command_name(cmd));
+        dec.cur += size;
+    }
+    /* Trailing bytes after the last entry are ignored, as after any complete request. */
+
+    uint8_t *head = vgpu_enc_reserve(enc, VGPU_BATCH_HEADER_SIZE);
+    if (!head)
+        return vgpu_fail(ctx, VGPU_INVALID, "no reply room for a batch");
+    /* Only a batch that runs resumes: a refused one leaves the context stopped. */
+    if (flags & VGPU_BATCH_RESUME)
+        ctx->batch_stopped = false;
+
+    const char *batch_name = ctx->cmd_name;
+    vgpu_dec_init(&dec, first, (size_t)(req + len - first));
+    uint32_t n_run = 0;
+    bool stop = false;
+    ctx->in_batch = true;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t cmd = vgpu_dec_u32(&dec);
+        uint32_t size = vgpu_dec_u32(&dec);
+        const uint8_t *payload = dec.cur;
+        dec.cur += size;
+        if (vgpu_enc_left(enc) < VGPU_BATCH_ENTRY_HEADER) {
+            stop = true; /* no room to report it: stop before it */
+            break;
+        }
+        uint8_t *eh = enc->cur;
+        enc->cur += VGPU_BATCH_ENTRY_HEADER;
+        size_t rlen = 0;
+        uint32_t code = dispatch_one(ctx, cmd, payload, size, enc->cur, vgpu_enc_left(enc), &rlen, true);
+        ctx->cmd_name = batch_name;
+        uint32_t r32 = (uint32_t)rlen;
+        memcpy(eh, &code, 4);
+        memcpy(eh + 4, &r32, 4);
+        enc->cur += rlen; /* the codec writes whole slots: rlen is a multiple of 4 */
+        n_run++;
+        /*
+         * A failed entry stops the batch, and so does the recompute of a graph the host does
+         * not hold: what follows (its outputs read back, say) must not run before the guest
+         * sent the graph again.
+         */
+        uint32_t result = 0;
+        if (code == VGPU_OK && cmd == VGPU_CMD_EXT_GRAPH_COMPUTE && r32 >= 4)
+            memcpy(&result, eh + VGPU_BATCH_ENTRY_HEADER, 4);
+        if (code != VGPU_OK || ctx->fatal || result == VGPU_GRAPH_NOT_CACHED) {
+            stop = true;
+            break;
+        }
+    }
+    /* Whatever was queued must be done before the reply (and the request bytes) go away. */
+    vgpu_ctx_async_wait(ctx);
+    ctx->in_batch = false;
+
+    uint32_t status = stop ? VGPU_BATCH_STOPPED : VGPU_BATCH_ALL_RUN;
+    if (stop) {
+        ctx->batch_stopped = true;
+        vgpu_log(ctx, VGPU_LOG_DEBUG, "stopped after entry %u of %u; commands are skipped until a resume", n_run,
+                 n);
+    }
+    memcpy(head, &n_run, 4);
+    memcpy(head + 4, &status, 4);
+    return VGPU_OK;
+}
+
+uint32_t vgpu_dispatch(struct vgpu_ctx *ctx, uint32_t cmd, const char *dec_cur, const char *dec_end,
+                       char *enc_cur, const char *enc_end, char **enc_cur_after)
+{
+    if (enc_cur_after)
+        *enc_cur_after = enc_cur;
+    if (dec_cur && dec_end >= dec_cur)
+        vgpu_trace_request(&ctx->trace, cmd, dec_cur, (size_t)(dec_end - dec_cur));
+    uint32_t code;
+
     if ((!dec_cur && dec_end) || (dec_cur && dec_end < dec_cur) || !enc_cur_after ||
         (enc_cur && enc_end < enc_cur)) {
-        code = vgpu_fail(ctx, VGPU_INVALID, "bad command or reply bounds from the runtime");
+        const struct command *c = find(cmd);
+        ctx->cmd_name = c ? c->name : "command";
+        if (ctx->fatal) {
+            vgpu_log(ctx, VGPU_LOG_INFO, "refused: the context is fatal");
+            code = VGPU_FATAL;
+        } else if (!c) {
+            code = vgpu_set_fatal(ctx, VGPU_UNKNOWN_COMMAND, "unknown command id %u", cmd);
+        } else {
+            code = vgpu_fail(ctx, VGPU_INVALID, "bad command or reply bounds from the runtime");
+        }
         goto out;
     }
     size_t req = dec_cur ? (size_t)(dec_end - dec_cur) : 0;
-    if (req > ctx->quota.command_bytes) {
-        code = vgpu_fail(ctx, VGPU_QUOTA, "command of %zu bytes exceeds the quota of %llu", req,
-                         (unsigned long long)ctx->quota.command_bytes);
-        goto out;
-    }
-    if (cmd >= VGPU_CMD_EXT_FIRST && cmd != VGPU_CMD_EXT_HELLO && !ctx->hello) {
-        code = vgpu_fail(ctx, VGPU_INVALID, "extension command before a successful EXT_HELLO");
-        goto out;
-    }
-
-    struct vgpu_dec dec;
-    struct vgpu_enc enc;
-    static const uint8_t empty[4];
-    vgpu_dec_init(&dec, dec_cur ? (const void *)dec_cur : (const void *)empty, req);
-    vgpu_enc_init(&enc, enc_cur ? (void *)enc_cur : (void *)empty, enc_cur ? (size_t)(enc_end - enc_cur) : 0);
-
-    code = c->fn(ctx, &dec, &enc);
-
-    if (!vgpu_dec_ok(&dec)) {
-        vgpu_set_fatal(ctx, 0, "request truncated or malformed (%zu bytes)", req);
-        if (code == VGPU_OK)
-            code = VGPU_INVALID;
-    } else if (code == VGPU_OK && !vgpu_enc_ok(&enc)) {
-        code = vgpu_fail(ctx, VGPU_INVALID, "the reply does not fit in %zu bytes",
-                         enc_cur ? (size_t)(enc_end - enc_cur) : (size_t)0);
-    }
-    if ((code == VGPU_OK || cmd == VGPU_CMD_EXT_HELLO) && enc_cur && vgpu_enc_ok(&enc))
-        *enc_cur_after = (char *)enc.cur;
+    size_t out_len = 0;
+    code = dispatch_one(ctx, cmd, (const uint8_t *)dec_cur, req, (uint8_t *)enc_cur,
+                        enc_cur ? (size_t)(enc_end - enc_cur) : 0, &out_len, false);
+    /* Nothing queued outlives a command. */
+    vgpu_ctx_async_wait(ctx);
+    if (enc_cur && out_len)
+        *enc_cur_after = enc_cur + out_len;
 out:
     ctx->cmd_name = NULL;
     vgpu_trace_reply(&ctx->trace, cmd, code, enc_cur,

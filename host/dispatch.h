@@ -1,7 +1,10 @@
 /*
- * The FORWARD command table (baseline ids 0..22, extension ids 64..81) and the dispatcher:
+ * The FORWARD command table (baseline ids 0..22, extension ids 64..84) and the dispatcher:
  * fatal state, command-size quota, "extensions only after EXT_HELLO", decoder overruns and
- * reply-on-success-only (docs/PROTOCOL.md §2.1).
+ * reply-on-success-only (docs/PROTOCOL.md §2.1), and EXT_BATCH (§4.4): its entries run in
+ * order through the same checks as top-level commands; the first one that does not answer
+ * OK stops the batch, and until an EXT_BATCH with VGPU_BATCH_RESUME every command answers
+ * VGPU_SKIPPED, so that nothing the guest sent after the stopped entries runs before them.
  *
  * Handler contract: decode the whole request with the sticky decoder; on a decoder overrun
  * return VGPU_INVALID without logging (the dispatcher logs it and makes the context fatal);
@@ -72,6 +75,10 @@ uint32_t vgpu_cmd_ext_tensor_get(struct vgpu_ctx *, struct vgpu_dec *, struct vg
 uint32_t vgpu_cmd_ext_tensor_memset(struct vgpu_ctx *, struct vgpu_dec *, struct vgpu_enc *);
 uint32_t vgpu_cmd_ext_tensor_copy(struct vgpu_ctx *, struct vgpu_dec *, struct vgpu_enc *);
 uint32_t vgpu_cmd_ext_tensor_init(struct vgpu_ctx *, struct vgpu_dec *, struct vgpu_enc *);
+
+/* cmd-host-buffer.c */
+uint32_t vgpu_cmd_ext_host_buffer_register(struct vgpu_ctx *, struct vgpu_dec *, struct vgpu_enc *);
+uint32_t vgpu_cmd_ext_host_buffer_unregister(struct vgpu_ctx *, struct vgpu_dec *, struct vgpu_enc *);
 
 /* cmd-graph.c */
 uint32_t vgpu_cmd_graph_compute(struct vgpu_ctx *, struct vgpu_dec *, struct vgpu_enc *);

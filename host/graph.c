@@ -11,6 +11,7 @@
 #include "ext.h"
 #include "ggml-backend-impl.h"
 #include "ggml-impl.h"
+#include "index-guard.h"
 #include "tensor.h"
 #include "validate-op.h"
 #include "wire.h"
@@ -27,6 +28,7 @@ void vgpu_graph_reset(struct vgpu_graph *g)
     g->gctx = NULL;
     g->cgraph = NULL;
     g->valid = false;
+    vgpu_index_guard_reset(g->guard);
     g->n_bufs = 0;
     g->n_tensors = 0;
     g->n_nodes = 0;
@@ -38,6 +40,7 @@ void vgpu_graph_free(struct vgpu_graph *g)
     if (!g)
         return;
     vgpu_graph_reset(g);
+    vgpu_index_guard_free(g->guard);
     free(g->tensors);
     free(g->gmem);
     free(g->bufs);
@@ -284,7 +287,8 @@ static uint32_t build_finish(struct build *b, uint32_t dev, enum vgpu_graph_purp
     g->n_nodes = b->n_nodes;
     g->dev = dev;
     g->valid = true;
-    return VGPU_OK;
+    /* Index data: how each index operand is checked at compute time (index-guard.h). */
+    return purpose == VGPU_GRAPH_FOR_COMPUTE ? vgpu_index_guard_plan(ctx, g, b->info) : VGPU_OK;
 }
 
 static uint32_t build_ext(struct vgpu_ctx *ctx, struct vgpu_graph *g, uint32_t dev, const uint8_t *img,
@@ -467,7 +471,19 @@ uint32_t vgpu_graph_compute(struct vgpu_ctx *ctx, struct vgpu_graph *g, enum ggm
     ggml_backend_t backend;
     if ((r = vgpu_ctx_backend(ctx, g->dev, &backend)) != VGPU_OK)
         return r;
-    *status = g->n_nodes ? ggml_backend_graph_compute(backend, g->cgraph) : GGML_STATUS_SUCCESS;
+    /*
+     * The index checks read index tensors with ggml_backend_tensor_get, which on a GPU backend
+     * copies on another stream than the backend's (CUDA: cudaStreamPerThread vs. the backend's
+     * non-blocking stream). Inside an EXT_BATCH, earlier EXT_TENSOR_SET entries may still be
+     * queued on the backend's stream (cmd-buffer.c, async_backend): a check could then pass on
+     * the old index values while the kernel, ordered after the copy, reads the new ones. So the
+     * queued copies land before any run-time index check reads the data it checks.
+     */
+    struct vgpu_index_guard_stats ig = vgpu_index_guard_stats(g->guard);
+    if (ig.inputs || ig.segmented)
+        vgpu_ctx_async_wait(ctx);
+    if ((r = vgpu_index_guard_compute(ctx, g, backend, status)) != VGPU_OK)
+        return r;
     if (*status != GGML_STATUS_SUCCESS)
         vgpu_log(ctx, VGPU_LOG_WARN, "graph compute returned ggml status %d", (int)*status);
     return VGPU_OK;

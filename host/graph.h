@@ -19,6 +19,7 @@
 
 struct vgpu_ctx;
 struct vgpu_buffer;
+struct vgpu_index_guard;
 
 struct vgpu_graph {
     /* storage, kept across builds */
@@ -30,6 +31,7 @@ struct vgpu_graph {
     uint64_t            *bufs; /* ids of the buffers the graph uses */
     uint32_t             n_bufs;
     uint32_t             cap_bufs;
+    struct vgpu_index_guard *guard; /* index-data checks of the graph held (index-guard.h) */
 
     /* the graph held (valid only if `valid`) */
     bool                valid;
@@ -66,7 +68,10 @@ uint32_t vgpu_graph_load(struct vgpu_ctx *ctx, const void *src, uint64_t size, c
 uint32_t vgpu_graph_build(struct vgpu_ctx *ctx, struct vgpu_graph *g, uint32_t dev, const uint8_t *img,
                           uint64_t size, enum vgpu_graph_format fmt, enum vgpu_graph_purpose purpose);
 
-/* Re-checks the graph's zero-copy buffers, then computes it on its device's backend. */
+/*
+ * Re-checks the graph's zero-copy buffers, then computes it on its device's backend, with the
+ * index checks planned at build (index-guard.h): VGPU_INVALID if index data is out of range.
+ */
 uint32_t vgpu_graph_compute(struct vgpu_ctx *ctx, struct vgpu_graph *g, enum ggml_status *status);
 
 /*

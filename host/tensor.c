@@ -190,6 +190,10 @@ uint32_t vgpu_range_check(const struct vgpu_ctx *ctx, const char *what, uint64_t
     if (e > limit)
         return vgpu_fail(ctx, VGPU_INVALID, "%s: range ends at %llu, past %llu", what,
                          (unsigned long long)e, (unsigned long long)limit);
+    /* Copies that move more bytes than the range holds overlap: only host time would be spent. */
+    if (size && n_copies > limit / size)
+        return vgpu_fail(ctx, VGPU_INVALID, "%s: %llu copies of %llu bytes exceed %llu", what,
+                         (unsigned long long)n_copies, (unsigned long long)size, (unsigned long long)limit);
     *end = e;
     return VGPU_OK;
 }
@@ -210,11 +214,11 @@ bool vgpu_tdesc_from_wire(const struct vgpu_wire_tensor *w, uint32_t idx, struct
     d->data = w->data;
     bool ok = true;
     for (int i = 0; i < GGML_MAX_SRC; i++) {
-        d->src[i] = (int32_t)w->src[i] - 1;
+        d->src[i] = (int32_t)(w->src[i] - 1u); /* unsigned: no overflow for any wire value */
         if (w->src[i] > idx + 1) /* 1 + index with index < idx, or idx itself (see below) */
             ok = false;
     }
-    d->view_src = (int32_t)w->view_src - 1;
+    d->view_src = (int32_t)(w->view_src - 1u);
     if (w->view_src > idx)
         ok = false;
     if (!ok) { /* keep the values harmless whatever the caller does */

@@ -89,8 +89,10 @@ void vgpu_tensor_make_leaf(struct ggml_tensor *t);
 
 /*
  * Transfer range: n_copies (>= 1) ranges of `size` bytes at offset + i·stride inside a
- * tensor of `extent` bytes. Returns the span (offset of the end of the last range) in
- * *end, or VGPU_INVALID (logged) on overflow or overrun.
+ * tensor of `extent` bytes (`limit`), moving at most `limit` bytes in all (n_copies · size:
+ * more means overlapping copies, e.g. stride 0, whose only effect is host time). Returns the
+ * span (offset of the end of the last range) in *end, or VGPU_INVALID (logged) on overflow
+ * or overrun.
  */
 uint32_t vgpu_range_check(const struct vgpu_ctx *ctx, const char *what, uint64_t offset, uint64_t size,
                           uint64_t n_copies, uint64_t stride, uint64_t limit, uint64_t *end);

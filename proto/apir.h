@@ -127,6 +127,8 @@ struct vgpu_apir_callbacks {
 #define VGPU_CFG_QUOTA_COMMAND  "ggml-virtgpu.quota.command-bytes"
 #define VGPU_CFG_LOG_LEVEL      "ggml-virtgpu.log-level"
 #define VGPU_CFG_TRACE          "ggml-virtgpu.trace" /* test facility, host/trace.h */
+/* ggml-rpc backend only: comma-separated endpoints whose devices the context serves */
+#define VGPU_CFG_RPC_SERVERS    "ggml-virtgpu.rpc-servers"
 
 typedef uint32_t (*apir_backend_initialize_fn)(uint32_t ctx_id, struct virgl_apir_callbacks *cbs);
 typedef uint32_t (*apir_backend_dispatcher_fn)(uint32_t ctx_id, struct virgl_apir_callbacks *cbs,

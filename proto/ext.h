@@ -5,7 +5,13 @@
 #ifndef VGPU_PROTO_EXT_H
 #define VGPU_PROTO_EXT_H
 
-#define VGPU_EXT_VERSION 1u
+/*
+ * Extension version. 2 adds EXT_BATCH, the host-buffer commands and the SKIPPED code; a
+ * guest uses them only when EXT_HELLO answers at least 2 (a version-1 host treats their ids
+ * as unknown commands, which is fatal).
+ */
+#define VGPU_EXT_VERSION 2u
+#define VGPU_EXT_VERSION_BATCH 2u
 
 enum vgpu_ext_command_id {
     VGPU_CMD_EXT_HELLO          = 64,
@@ -26,7 +32,11 @@ enum vgpu_ext_command_id {
     VGPU_CMD_EXT_GRAPH_OPTIMIZE = 79,
     VGPU_CMD_EXT_SET_N_THREADS  = 80,
     VGPU_CMD_EXT_NOP            = 81,
-    VGPU_CMD_EXT_END            = 82, /* one past the last id */
+    /* version 2 */
+    VGPU_CMD_EXT_BATCH                 = 82,
+    VGPU_CMD_EXT_HOST_BUFFER_REGISTER   = 83,
+    VGPU_CMD_EXT_HOST_BUFFER_UNREGISTER = 84,
+    VGPU_CMD_EXT_END                    = 85, /* one past the last id */
 };
 #define VGPU_CMD_EXT_FIRST VGPU_CMD_EXT_HELLO
 
@@ -50,6 +60,33 @@ enum vgpu_ext_command_id {
 /* EXT_GRAPH_COMPUTE reply `result`. */
 #define VGPU_GRAPH_COMPUTED   0u
 #define VGPU_GRAPH_NOT_CACHED 1u
+
+/*
+ * Extension handler code (docs/PROTOCOL.md §4.4): not run, because an earlier EXT_BATCH
+ * stopped before its end and the context waits for an EXT_BATCH with VGPU_BATCH_RESUME.
+ */
+#define VGPU_SKIPPED 14u
+
+/*
+ * EXT_BATCH (docs/PROTOCOL.md §4.4). Request: u32 n_entries, u32 flags, then per entry
+ * u32 cmd, u32 size, size bytes (a multiple of 4). Reply: u32 n_run, u32 status, then per
+ * entry run u32 code, u32 reply_size, reply bytes padded to 4.
+ */
+#define VGPU_BATCH_RESUME       (1u << 0) /* request flag: clears the stopped state first */
+#define VGPU_BATCH_MAX_ENTRIES  4096u
+#define VGPU_BATCH_HEADER_SIZE  8u
+#define VGPU_BATCH_ENTRY_HEADER 8u
+/* Reply status. */
+#define VGPU_BATCH_ALL_RUN 0u /* every entry ran and answered OK */
+/*
+ * Stopped after entry n_run - 1 (it failed, or recomputed a graph the host does not hold)
+ * or before entry n_run (no reply room): the context now answers VGPU_SKIPPED to everything
+ * until an EXT_BATCH with VGPU_BATCH_RESUME.
+ */
+#define VGPU_BATCH_STOPPED 1u
+
+/* EXT_HOST_BUFFER_REGISTER reply flags. */
+#define VGPU_HOST_BUFFER_PINNED (1u << 0)
 
 /* Graph image magic, "VGG1" little-endian. */
 #define VGPU_GRAPH_MAGIC 0x31474756u

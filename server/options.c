@@ -28,6 +28,7 @@ enum {
     OPT_SOCKET = 256,
     OPT_BACKEND,
     OPT_BACKEND_REG,
+    OPT_RPC_SERVERS,
     OPT_APIR_LIBRARY,
     OPT_NO_FORK,
     OPT_LOG_LEVEL,
@@ -47,6 +48,7 @@ static const struct option long_options[] = {
     { "socket", required_argument, NULL, OPT_SOCKET },
     { "backend", required_argument, NULL, OPT_BACKEND },
     { "backend-reg", required_argument, NULL, OPT_BACKEND_REG },
+    { "rpc-servers", required_argument, NULL, OPT_RPC_SERVERS },
     { "apir-library", required_argument, NULL, OPT_APIR_LIBRARY },
     { "no-fork", no_argument, NULL, OPT_NO_FORK },
     { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
@@ -77,6 +79,8 @@ void srv_options_usage(void)
            "                             (default %s)\n"
            "  --backend-reg SYMBOL       its registration symbol\n"
            "                             (default " DEFAULT_BACKEND_REG ")\n"
+           "  --rpc-servers LIST         with --backend libggml-rpc.so: comma-separated\n"
+           "                             HOST:PORT endpoints whose devices guests get\n"
            "  --apir-library PATH        the APIR library (default ../lib/" APIR_LIBRARY_NAME "\n"
            "                             next to this program)\n"
            "  --no-fork                  serve each client in a thread instead of a worker\n"
@@ -220,6 +224,9 @@ static int apply_option(struct srv_options *o, int c, const char *arg, bool *ctx
     case OPT_BACKEND_REG:
         o->backend_reg = arg;
         return *arg ? 0 : usage_error("--backend-reg: empty symbol");
+    case OPT_RPC_SERVERS:
+        o->rpc_servers = arg;
+        return *arg ? 0 : usage_error("--rpc-servers: empty list");
     case OPT_NO_FORK: o->no_fork = true; return 0;
     case OPT_LOG_LEVEL:
         return srv_log_parse_level(arg, &o->log_level)
@@ -294,6 +301,7 @@ void srv_options_rt_params(const struct srv_options *opts, struct srv_rt_params 
     params->apir_library = opts->apir_library;
     params->backend = opts->backend;
     params->backend_reg = opts->backend_reg;
+    params->rpc_servers = opts->rpc_servers;
     params->log_level = srv_log_level_name(opts->log_level);
     params->quota_buffers = opts->max_buffers;
     params->quota_buffer_bytes = opts->max_buffer_bytes;
@@ -350,6 +358,10 @@ int srv_options_worker_argv(const struct srv_options *opts, int fd, uint32_t ctx
     argv_add(&b, opts->backend);
     argv_add(&b, "--backend-reg");
     argv_add(&b, opts->backend_reg);
+    if (opts->rpc_servers) {
+        argv_add(&b, "--rpc-servers");
+        argv_add(&b, opts->rpc_servers);
+    }
     argv_add(&b, "--log-level");
     argv_add(&b, srv_log_level_name(opts->log_level));
     argv_add_u64(&b, "--max-buffers", opts->max_buffers);

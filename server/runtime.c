@@ -189,6 +189,8 @@ static int cfg_fill(struct srv_rt *rt, const struct srv_rt_params *p)
     rc = rc ? rc : cfg_add(rt, VGPU_CFG_LIBRARY_PATH, p->backend);
     rc = rc ? rc : cfg_add(rt, VGPU_CFG_LIBRARY_REG, p->backend_reg);
     rc = rc ? rc : cfg_add(rt, SRV_CFG_APIR_LIBRARY, p->apir_library);
+    if (p->rpc_servers)
+        rc = rc ? rc : cfg_add(rt, VGPU_CFG_RPC_SERVERS, p->rpc_servers);
     rc = rc ? rc : cfg_add_u64(rt, VGPU_CFG_CALLBACKS_SIZE, sizeof(struct vgpu_apir_callbacks));
     rc = rc ? rc : cfg_add_u64(rt, VGPU_CFG_QUOTA_BUFFERS, p->quota_buffers);
     rc = rc ? rc : cfg_add_u64(rt, VGPU_CFG_QUOTA_BYTES, p->quota_buffer_bytes);

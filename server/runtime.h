@@ -27,6 +27,7 @@ struct srv_rt_params {
     const char *apir_library;       /* the APIR library LOADLIBRARY dlopens */
     const char *backend;            /* config ggml.library.path */
     const char *backend_reg;        /* config ggml.library.reg */
+    const char *rpc_servers;        /* config ggml-virtgpu.rpc-servers (NULL: left out) */
     const char *log_level;          /* config ggml-virtgpu.log-level */
     uint64_t    quota_buffers;      /* config keys; SRV_RT_UNSET leaves the key out */
     uint64_t    quota_buffer_bytes;

@@ -39,6 +39,7 @@ struct srv_options {
     char               apir_library[PATH_MAX];
     const char        *backend;
     const char        *backend_reg;
+    const char        *rpc_servers;        /* NULL if not given */
     enum srv_log_level log_level;
     bool               no_fork;
     uint64_t           max_buffers;        /* SRV_RT_UNSET if not given */

@@ -156,11 +156,12 @@ static uint32_t ext_command(struct fake_host *h, uint32_t cmd, struct vgpu_dec *
     switch (cmd) {
     case VGPU_CMD_EXT_HELLO: {
         struct vgpu_hello q, r = { 0 };
-        if (!vgpu_dec_hello_request(req, &q) || q.ext_version != 1 || q.tensor_size != sizeof(struct ggml_tensor))
+        if (!vgpu_dec_hello_request(req, &q) || q.ext_version != VGPU_EXT_VERSION ||
+            q.tensor_size != sizeof(struct ggml_tensor))
             return VGPU_INVALID;
         if (g_fake.mode == MODE_BASELINE)
             return VGPU_UNKNOWN_COMMAND;
-        r.ext_version = 1;
+        r.ext_version = 1; /* a version-1 host: the guest must not batch (no EXT_BATCH here) */
         r.abi_hash = q.abi_hash;
         r.n_ops = q.n_ops;
         r.n_types = q.n_types;

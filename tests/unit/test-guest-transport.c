@@ -133,7 +133,7 @@ static void test_resource_memfd(void **state)
     *(uint32_t *)reply.ptr = 0;
     assert_int_equal(tp->ops->submit(tp, cmd, vgpu_enc_used(&enc)), 0);
     uint32_t word = 0;
-    assert_int_equal(tp->ops->wait_reply(tp, &reply, &word), 0);
+    assert_int_equal(tp->ops->wait_reply(tp, &reply, &word, 20000), 0);
     assert_int_equal(word, 1);
     uint32_t seen, mark;
     memcpy(&seen, (uint8_t *)reply.ptr + 4, 4);

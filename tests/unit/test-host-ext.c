@@ -90,7 +90,7 @@ static void test_hello_reply(void **state)
     struct vgpu_hello rep;
     assert_true(vgpu_dec_hello_reply(&d, &rep));
     assert_int_equal(vgpu_dec_left(&d), 0);
-    assert_int_equal(rep.ext_version, 1);
+    assert_int_equal(rep.ext_version, VGPU_EXT_VERSION);
     assert_true(rep.abi_hash == abi.hash);
     assert_int_equal(rep.n_ops, GGML_OP_COUNT);
     assert_int_equal(rep.n_types, GGML_TYPE_COUNT);

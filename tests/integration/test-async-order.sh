@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Ordering of the guest's deferred commands on a batching host with host-allocated buffers
+# (tests/support/async-order.c): a graph resent after the host's cache dropped it does not
+# overwrite the image of a compute queued behind it; synchronize completes async sets that
+# read the caller's host-buffer memory.
+. "$(dirname "$0")/lib.sh"
+export GGML_VIRTGPU_NO_ZERO_COPY=1
+# 256 nodes: one 256-add graph fits the host's graph cache, two do not (the tensor budget
+# is 4x the node quota and each graph holds about 2x its nodes in tensors).
+vgpu_start_server --max-graph-nodes 256
+for t in resend sync; do
+    note "$t"
+    vgpu_guest "$VGPU_BUILD/bin/async-order" "$LLAMA_BIN" "$t" >"$VGPU_SCRATCH/$t.out" 2>&1 ||
+        fail "$t: $(grep -v '^load_backend' "$VGPU_SCRATCH/$t.out" | tail -5)"
+    grep -v '^load_backend\|^ggml-virtgpu' "$VGPU_SCRATCH/$t.out"
+done
+vgpu_stop_server
+note "PASS"
