@@ -97,9 +97,11 @@ static uint32_t decode_inline(struct vgpu_ctx *ctx, struct vgpu_dec *dec, struct
     return VGPU_OK;
 }
 
+/* The same answer a graph build gives (vgpu_device_supports_op: the CPU kernel contract too). */
 static bool query_supported(struct vgpu_device *d, struct op_query *q)
 {
-    return q->valid && ggml_backend_dev_supports_op(d->dev, subject(q));
+    char why[256];
+    return q->valid && vgpu_device_supports_op(d, subject(q), why, sizeof(why));
 }
 
 static uint32_t alloc_size(struct vgpu_ctx *ctx, uint32_t dev, struct op_query *q, uint64_t *out)

@@ -12,9 +12,28 @@
 #include "ggml-backend-impl.h"
 #include "ggml-impl.h"
 #include "index-guard.h"
+#include "kernel-cpu.h"
 #include "tensor.h"
 #include "validate-op.h"
 #include "wire.h"
+
+bool vgpu_device_supports_op(struct vgpu_device *d, const struct ggml_tensor *t, char *why,
+                             size_t why_size)
+{
+    if (why && why_size)
+        why[0] = '\0';
+    if (!ggml_backend_dev_supports_op(d->dev, t))
+        return false;
+    /*
+     * ggml-cpu's supports_op accepts nearly every node and leaves its kernels to GGML_ABORT on
+     * the types and layouts they do not handle (a MUL of a view whose src0 elements are not
+     * adjacent, an I8 ADD, a quantizing copy whose rows overflow the work buffer): the CPU
+     * contract refuses those before any kernel runs (kernel-cpu.h).
+     */
+    if (ggml_backend_dev_type(d->dev) == GGML_BACKEND_DEVICE_TYPE_CPU)
+        return vgpu_kernel_cpu_ok(t, why, why_size);
+    return true;
+}
 
 struct vgpu_graph *vgpu_graph_new(void)
 {
@@ -209,11 +228,24 @@ static uint32_t build_finish(struct build *b, uint32_t dev, enum vgpu_graph_purp
                 return vgpu_fail(ctx, VGPU_INVALID, "tensor %u '%s' is used by the graph but has no buffer", i,
                                  T[i].name);
         }
+        const bool cpu = ggml_backend_dev_type(d->dev) == GGML_BACKEND_DEVICE_TYPE_CPU;
         for (uint32_t p = 0; p < b->n_nodes; p++) {
             struct ggml_tensor *t = &T[b->nodes[p]];
-            if (!op_is_layout_only(t->op) && !ggml_backend_dev_supports_op(d->dev, t))
-                return vgpu_fail(ctx, VGPU_UNSUPPORTED, "node %u (%s '%s') is not supported by device %u", p,
-                                 vgpu_op_name(t), t->name, dev);
+            if (op_is_layout_only(t->op))
+                continue;
+            if (!vgpu_device_supports_op(d, t, why, sizeof(why)))
+                return vgpu_fail(ctx, VGPU_UNSUPPORTED, "node %u (%s '%s') is not supported by device %u%s%s", p,
+                                 vgpu_op_name(t), t->name, dev, why[0] ? ": " : "", why);
+            /* A CPU kernel that reads past a source (kernel-cpu.h): only inside its buffer. */
+            for (int s = 0; cpu && s < GGML_MAX_SRC; s++) {
+                uint64_t over = t->src[s] ? vgpu_kernel_cpu_overread(t, s) : 0;
+                const struct vgpu_tinfo *si = over ? &b->info[t->src[s] - T] : NULL;
+                if (si && (si->off > si->buf->size || si->buf->size - si->off < si->extent ||
+                           si->buf->size - si->off - si->extent < over))
+                    return vgpu_fail(ctx, VGPU_UNSUPPORTED,
+                                     "node %u (%s '%s'): the CPU kernel reads %llu bytes past src%d, beyond its "
+                                     "buffer", p, vgpu_op_name(t), t->name, (unsigned long long)over, s);
+            }
         }
     }
 

@@ -5,13 +5,14 @@
  * A build reads only a private copy of the image. Tensors are built into the graph's own
  * array (never with ggml constructors), every reference points strictly backwards, the
  * cgraph lives in a ggml context over memory the graph owns, and every node passes
- * vgpu_validate_op() and the device's supports_op before any backend computes it. Graph
+ * vgpu_validate_op() and vgpu_device_supports_op() before any backend computes it. Graph
  * storage is reused from build to build, so steady-state compute allocates nothing.
  */
 #ifndef VGPU_HOST_GRAPH_H
 #define VGPU_HOST_GRAPH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ggml-backend.h"
@@ -19,6 +20,7 @@
 
 struct vgpu_ctx;
 struct vgpu_buffer;
+struct vgpu_device;
 struct vgpu_index_guard;
 
 struct vgpu_graph {
@@ -52,6 +54,16 @@ enum vgpu_graph_purpose {
     VGPU_GRAPH_FOR_COMPUTE,  /* every tensor in a buffer; nodes must be supported */
     VGPU_GRAPH_FOR_OPTIMIZE, /* tensors may lack buffers (not yet allocated) */
 };
+
+/*
+ * True if device d computes node t, which vgpu_validate_op() accepted: its backend's
+ * supports_op and, on a CPU device, the CPU kernel contract (kernel-cpu.h), whose reason is
+ * written into why[why_size] (empty when the backend itself declines). Graph builds and the
+ * guest's supports_op queries both ask this, so the guest is never told "supported" for a
+ * node a build would refuse.
+ */
+bool vgpu_device_supports_op(struct vgpu_device *d, const struct ggml_tensor *t, char *why,
+                             size_t why_size);
 
 struct vgpu_graph *vgpu_graph_new(void);
 void               vgpu_graph_free(struct vgpu_graph *g);

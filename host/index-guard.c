@@ -12,6 +12,7 @@
 #include "context.h"
 #include "ggml-impl.h"
 #include "graph.h"
+#include "kernel-cpu.h"
 #include "tensor.h"
 
 /* One index operand of one node. */
@@ -509,6 +510,35 @@ static uint32_t add_split(struct vgpu_ctx *ctx, struct vgpu_index_guard *ig, uin
     return VGPU_OK;
 }
 
+/* The plan's last step: segment boundaries sorted and unique, each segment with its own uid. */
+static uint32_t finish_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, struct vgpu_index_guard *ig)
+{
+    const uint32_t n_nodes = g->n_nodes;
+    if (ig->n_checks > 1)
+        qsort(ig->checks, ig->n_checks, sizeof(*ig->checks), cmp_check);
+    if (ig->n_splits > 1)
+        qsort(ig->splits, ig->n_splits, sizeof(uint32_t), cmp_u32);
+    uint32_t ns = 0;
+    for (uint32_t i = 0; i < ig->n_splits; i++) {
+        if (ig->splits[i] > 0 && ig->splits[i] < n_nodes && (!ns || ig->splits[ns - 1] != ig->splits[i]))
+            ig->splits[ns++] = ig->splits[i];
+    }
+    ig->n_splits = ns;
+    ig->stats.splits = ns;
+    if (!grow32((void **)&ig->seg_uid, &ig->cap_uid, (size_t)ns + 1, sizeof(uint64_t)))
+        return vgpu_fail(ctx, VGPU_NO_MEMORY, "index guard: out of host memory");
+    for (uint32_t i = 0; i <= ns; i++)
+        ig->seg_uid[i] = ns ? ggml_graph_next_uid() : g->cgraph->uid;
+
+    ig->planned = true;
+    vgpu_log(ctx, VGPU_LOG_DEBUG,
+             "index guard: %u index operands: %u provable, %u checked before compute, %u between segments, "
+             "%u private copies, %u segment boundaries",
+             ig->stats.uses, ig->stats.provable, ig->stats.inputs, ig->stats.segmented, ig->stats.shadows,
+             ig->stats.splits);
+    return VGPU_OK;
+}
+
 uint32_t vgpu_index_guard_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, const struct vgpu_tinfo *info)
 {
     if (!g->guard) {
@@ -545,9 +575,29 @@ uint32_t vgpu_index_guard_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, const
         ig->uses[ig->n_uses++] = (struct use){ p, x, slot, -1, -1, -1, bound, 0, 0 };
     }
     ig->stats.uses = ig->n_uses;
+
+    /*
+     * CPU nodes that must be computed in a graph of their own (kernel-cpu.h): a segment each.
+     * ggml-cpu runs every node of a graph on the thread count of its most parallel node, and
+     * sizes a node's work buffer by its own task count: alone, a one-task node runs on one
+     * thread (ggml_graph_plan: n_threads = min(max_tasks, n_threads)).
+     */
+    const struct vgpu_device *d = &ctx->devices[g->dev];
+    const bool cpu = ggml_backend_dev_type(d->dev) == GGML_BACKEND_DEVICE_TYPE_CPU;
+    for (uint32_t p = 0; cpu && p < n_nodes; p++) {
+        if (!vgpu_kernel_cpu_alone(nodes[p]))
+            continue;
+        if ((p > 0 && (r = add_split(ctx, ig, p)) != VGPU_OK) ||
+            (p + 1 < n_nodes && (r = add_split(ctx, ig, p + 1)) != VGPU_OK))
+            return r;
+    }
+
     if (ig->n_uses == 0) {
-        ig->planned = true;
-        return VGPU_OK;
+        if (ig->n_splits == 0) {
+            ig->planned = true;
+            return VGPU_OK;
+        }
+        return finish_plan(ctx, g, ig);
     }
 
     if ((r = build_bases(ctx, ig, info, g->n_tensors)) != VGPU_OK)
@@ -588,8 +638,6 @@ uint32_t vgpu_index_guard_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, const
         }
     }
 
-    const struct vgpu_device *d = &ctx->devices[g->dev];
-    const bool cpu = ggml_backend_dev_type(d->dev) == GGML_BACKEND_DEVICE_TYPE_CPU;
     if ((r = find_writers(ctx, ig, n_nodes, !cpu)) != VGPU_OK)
         return r;
 
@@ -696,30 +744,7 @@ uint32_t vgpu_index_guard_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, const
         }
     }
 
-    /* Segments: boundaries sorted and unique; each segment gets its own uid. */
-    if (ig->n_checks > 1)
-        qsort(ig->checks, ig->n_checks, sizeof(*ig->checks), cmp_check);
-    if (ig->n_splits > 1)
-        qsort(ig->splits, ig->n_splits, sizeof(uint32_t), cmp_u32);
-    uint32_t ns = 0;
-    for (uint32_t i = 0; i < ig->n_splits; i++) {
-        if (ig->splits[i] > 0 && ig->splits[i] < n_nodes && (!ns || ig->splits[ns - 1] != ig->splits[i]))
-            ig->splits[ns++] = ig->splits[i];
-    }
-    ig->n_splits = ns;
-    ig->stats.splits = ns;
-    if (!grow32((void **)&ig->seg_uid, &ig->cap_uid, (size_t)ns + 1, sizeof(uint64_t)))
-        return vgpu_fail(ctx, VGPU_NO_MEMORY, "index guard: out of host memory");
-    for (uint32_t i = 0; i <= ns; i++)
-        ig->seg_uid[i] = ns ? ggml_graph_next_uid() : g->cgraph->uid;
-
-    ig->planned = true;
-    vgpu_log(ctx, VGPU_LOG_DEBUG,
-             "index guard: %u index operands: %u provable, %u checked before compute, %u between segments, "
-             "%u private copies, %u segment boundaries",
-             ig->stats.uses, ig->stats.provable, ig->stats.inputs, ig->stats.segmented, ig->stats.shadows,
-             ig->stats.splits);
-    return VGPU_OK;
+    return finish_plan(ctx, g, ig);
 }
 
 /* ---- run time --------------------------------------------------------------------------------------- */

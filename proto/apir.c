@@ -2,6 +2,7 @@
  * Names of the handler result codes, for log lines on both sides.
  */
 #include "apir.h"
+#include "ext.h"
 
 const char *vgpu_status_name(uint32_t code)
 {
@@ -16,6 +17,7 @@ const char *vgpu_status_name(uint32_t code)
     case VGPU_UNSUPPORTED: return "unsupported by the host backend";
     case VGPU_NOT_FOUND: return "unknown or stale object id";
     case VGPU_BACKEND: return "host backend failure";
+    case VGPU_SKIPPED: return "skipped (an earlier batch stopped)";
     default: return "unknown error code";
     }
 }

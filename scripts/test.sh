@@ -3,7 +3,8 @@
 # sanitizer variant (build-asan/), then runs CTest on both. Exits non-zero on any failure.
 #
 # Usage: scripts/test.sh [ctest arguments...]   e.g. scripts/test.sh -L unit
-# Environment: GGML_VIRTGPU_TEST_JOBS (ctest -j, default 1), GGML_VIRTGPU_SKIP_ASAN=1.
+# Environment: GGML_VIRTGPU_TEST_JOBS (ctest -j, default 1), GGML_VIRTGPU_SKIP_ASAN=1,
+#   GGML_VIRTGPU_FUZZ_SECONDS (seconds per fuzz target, default 60; 0 skips fuzzing).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
@@ -30,6 +31,14 @@ if [ "${GGML_VIRTGPU_SKIP_ASAN:-0}" != 1 ]; then
     # for our executables; leaks in the uninstrumented dependency are not ours to report.
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         ctest --test-dir "$root/build-asan" --output-on-failure -j "$jobs" -L sanitize "$@" || status=1
+fi
+
+fuzz_seconds=${GGML_VIRTGPU_FUZZ_SECONDS:-60}
+if [ "$fuzz_seconds" != 0 ]; then
+    echo "[test] fuzzing each libFuzzer target for $fuzz_seconds s (scripts/fuzz.sh)"
+    "$here/fuzz.sh" "$fuzz_seconds" || status=1
+else
+    echo "[test] fuzzing skipped: GGML_VIRTGPU_FUZZ_SECONDS=0"
 fi
 
 echo "[test] finished in $(($(date +%s) - start)) s: $([ $status = 0 ] && echo PASS || echo FAIL)"

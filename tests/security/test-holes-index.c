@@ -553,7 +553,8 @@ static int child_toctou_window_ext(void)
     uint32_t x = g_add(&g, sec_wire(GGML_TYPE_I32, 1, 1, 1, 1, buf, TW_IDX));
     g_op(&g, sec_wire(GGML_TYPE_F32, 4, 1, 1, 1, buf, TW_OUT), GGML_OP_GET_ROWS, (int32_t)t, (int32_t)x, -1);
     int hit = 0, attempts = 0;
-    for (; attempts < 20 && hit < 3; attempts++) {
+    /* Up to 200 attempts: on a loaded 2-core machine most come too late. */
+    for (; attempts < 200 && hit < 3; attempts++) {
         memset(mem + TW_C, 0xFF, TW_MAT);
         memset(mem + TW_OUT, 0, 16);
         memset(mem + TW_IDX, 0, 4); /* row 0: valid */

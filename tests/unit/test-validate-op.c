@@ -26,6 +26,11 @@
 /* Deprecated constructors (ggml_add1, ggml_upscale_ext) still build graphs a guest may send. */
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
+#ifdef VGPU_SEED_HOOK
+/* tests/validate-op/sweep-cpu.c compiles this file in and takes every legit node as a seed. */
+void vgpu_seed_hook(const struct ggml_tensor *t);
+#endif
+
 /* Test hook exported by validate-op.c (not part of the header). */
 const char *vgpu_validate_op_rule_name(int op);
 
@@ -71,6 +76,9 @@ static void accept_at(struct ggml_tensor *out, const char *file, int line)
         }
         seen[t->op] = true;
         n_pos++;
+#ifdef VGPU_SEED_HOOK
+        vgpu_seed_hook(t);
+#endif
     }
     ggml_free(gctx);
 }

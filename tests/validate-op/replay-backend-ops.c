@@ -3,7 +3,8 @@
  *
  * A ggml backend module (libggml-vgpu-validate.so, a "GPU" device named VGPU-VALIDATE) that
  * wraps the CPU backend: every supports_op subject and every node of every graph it computes
- * goes through vgpu_validate_op() first, exactly where the host library will call it. A
+ * goes through vgpu_validate_op() and then, as the CPU is what runs it, the CPU kernel
+ * contract vgpu_kernel_cpu_ok(), exactly where the host library calls them. A
  * rejection is printed to stderr as
  *     VGPU-VALIDATE REJECT <where> <op>(<name>): <reason>
  * and makes supports_op answer false (test-backend-ops then reports the case as "not
@@ -26,6 +27,7 @@
 #include "ggml-backend-impl.h"
 #include "ggml-backend.h"
 #include "ggml.h"
+#include "kernel-cpu.h"
 #include "validate-op.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -50,11 +52,13 @@ static ggml_backend_dev_t cpu_dev(void)
     return dev;
 }
 
-/* Validates t; logs a rejection (where = "supports_op" or "compute"). */
+/* Validates t (and, where the CPU supports it, checks the CPU kernel contract); logs a
+ * rejection (where = "supports_op" or "compute"). */
 static bool check(const struct ggml_tensor *t, const char *where)
 {
     char why[512];
-    if (vgpu_validate_op(t, why, sizeof why)) {
+    if (vgpu_validate_op(t, why, sizeof why) &&
+        (!ggml_backend_dev_supports_op(cpu_dev(), t) || vgpu_kernel_cpu_ok(t, why, sizeof why))) {
         return true;
     }
     atomic_fetch_add(&n_rejects, 1);
