@@ -108,6 +108,26 @@ void     sec_graph_free(struct sec_graph *g);
 uint32_t sec_graph_add(struct sec_graph *g, const struct vgpu_wire_tensor *w);
 /* Appends a node (tensor index). */
 void     sec_graph_node(struct sec_graph *g, uint32_t idx);
+
+/* Appends a leaf tensor (by value, for compound literals); returns its index. */
+static inline uint32_t g_add(struct sec_graph *g, struct vgpu_wire_tensor w)
+{
+    return sec_graph_add(g, &w);
+}
+
+/* Appends node w = op(s0, s1, s2) (tensor indices, -1: none) with the compute flag. */
+static inline uint32_t g_op(struct sec_graph *g, struct vgpu_wire_tensor w, uint32_t op, int32_t s0, int32_t s1,
+                            int32_t s2)
+{
+    w.op = op;
+    w.src[0] = s0 >= 0 ? (uint32_t)s0 + 1 : 0;
+    w.src[1] = s1 >= 0 ? (uint32_t)s1 + 1 : 0;
+    w.src[2] = s2 >= 0 ? (uint32_t)s2 + 1 : 0;
+    w.flags = GGML_TENSOR_FLAG_COMPUTE;
+    uint32_t i = sec_graph_add(g, &w);
+    sec_graph_node(g, i);
+    return i;
+}
 /* Encodes the "VGG1" image (malloc'd) and its size. */
 uint8_t *sec_graph_image(const struct sec_graph *g, size_t *size);
 /*

@@ -25,11 +25,6 @@
                      vgpu_status_name(r_), (uint32_t)(code), vgpu_status_name(code));              \
     } while (0)
 
-static uint32_t g_add(struct sec_graph *g, struct vgpu_wire_tensor w)
-{
-    return sec_graph_add(g, &w);
-}
-
 static struct vgpu_wire_tensor op_of(struct vgpu_wire_tensor w, uint32_t op, uint32_t s0, uint32_t s1)
 {
     w.op = op;

@@ -41,23 +41,6 @@
 
 #define BUF 4096u
 
-static uint32_t g_add(struct sec_graph *g, struct vgpu_wire_tensor w)
-{
-    return sec_graph_add(g, &w);
-}
-
-static uint32_t g_op(struct sec_graph *g, struct vgpu_wire_tensor w, uint32_t op, int32_t s0, int32_t s1, int32_t s2)
-{
-    w.op = op;
-    w.src[0] = s0 >= 0 ? (uint32_t)s0 + 1 : 0;
-    w.src[1] = s1 >= 0 ? (uint32_t)s1 + 1 : 0;
-    w.src[2] = s2 >= 0 ? (uint32_t)s2 + 1 : 0;
-    w.flags = GGML_TENSOR_FLAG_COMPUTE;
-    uint32_t i = sec_graph_add(g, &w);
-    sec_graph_node(g, i);
-    return i;
-}
-
 static void put_f32(uint8_t *mem, uint64_t off, int n, float base)
 {
     for (int i = 0; i < n; i++) {

@@ -41,24 +41,6 @@ static void f32s(float *v, int n, float scale)
 
 /* ---- a small ext graph builder on top of sec_graph ---------------------------------------------- */
 
-static uint32_t g_add(struct sec_graph *g, struct vgpu_wire_tensor w)
-{
-    return sec_graph_add(g, &w);
-}
-
-/* A node: op with sources (indices), COMPUTE flag; returns its index. */
-static uint32_t g_op(struct sec_graph *g, struct vgpu_wire_tensor w, uint32_t op, int32_t s0, int32_t s1, int32_t s2)
-{
-    w.op = op;
-    w.src[0] = s0 >= 0 ? (uint32_t)s0 + 1 : 0;
-    w.src[1] = s1 >= 0 ? (uint32_t)s1 + 1 : 0;
-    w.src[2] = s2 >= 0 ? (uint32_t)s2 + 1 : 0;
-    w.flags = GGML_TENSOR_FLAG_COMPUTE;
-    uint32_t i = sec_graph_add(g, &w);
-    sec_graph_node(g, i);
-    return i;
-}
-
 /* ===== CVE-2026-34159: a tensor with no buffer but a data value ==================================== */
 
 static void test_rpc_tensor_no_buffer_with_data_baseline(void **state)
