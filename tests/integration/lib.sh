@@ -5,7 +5,9 @@
 #   VGPU_SCRATCH a scratch directory for this test (created, emptied on exit)
 # A test sources this file, calls vgpu_start_server, and runs guest programs with
 # vgpu_guest_env set. Every helper fails the test (exit 1) with a message on error.
-set -euo pipefail
+set -Eeuo pipefail
+# A command that fails under `set -e` ends the test; say where, so that no failure is silent.
+trap 'echo "FAIL: $(basename "$0") line $LINENO: a command exited with status $?" >&2' ERR
 
 : "${VGPU_BUILD:?VGPU_BUILD not set}"
 : "${LLAMA_BIN:?LLAMA_BIN not set}"

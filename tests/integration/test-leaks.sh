@@ -47,7 +47,9 @@ check_server_log() {
     fi
 }
 
-anon_kb() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+# anon_kb PID: RssAnon in kB, or nothing once PID has gone (the worker ends with its guest, possibly
+# between two samples; under `set -e` a failing awk would end the script without a word).
+anon_kb() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
 
 # report_growth WHAT SETTLED_KB FINAL_KB [ENFORCE]: prints the growth; fails above the limit
 # unless ENFORCE is 0.
