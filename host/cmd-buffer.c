@@ -98,6 +98,7 @@ static uint32_t do_set(struct vgpu_ctx *ctx, struct ggml_tensor *t, const struct
             be->iface.set_tensor_async(be, t, data, offset, size);
         return VGPU_OK;
     }
+    vgpu_ctx_async_wait(ctx); /* queued copies or computes may use this memory */
     if (n > 1 && b->iface.set_tensor_2d) {
         b->iface.set_tensor_2d(b, t, data, offset, size, n, st, sd);
         return VGPU_OK;
@@ -123,6 +124,7 @@ static uint32_t do_get(struct vgpu_ctx *ctx, const struct ggml_tensor *t, const 
             be->iface.get_tensor_async(be, t, data, offset, size);
         return VGPU_OK;
     }
+    vgpu_ctx_async_wait(ctx);
     if (n > 1 && b->iface.get_tensor_2d) {
         b->iface.get_tensor_2d(b, t, data, offset, size, n, st, sd);
         return VGPU_OK;

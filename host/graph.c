@@ -503,17 +503,8 @@ uint32_t vgpu_graph_compute(struct vgpu_ctx *ctx, struct vgpu_graph *g, enum ggm
     ggml_backend_t backend;
     if ((r = vgpu_ctx_backend(ctx, g->dev, &backend)) != VGPU_OK)
         return r;
-    /*
-     * The index checks read index tensors with ggml_backend_tensor_get, which on a GPU backend
-     * copies on another stream than the backend's (CUDA: cudaStreamPerThread vs. the backend's
-     * non-blocking stream). Inside an EXT_BATCH, earlier EXT_TENSOR_SET entries may still be
-     * queued on the backend's stream (cmd-buffer.c, async_backend): a check could then pass on
-     * the old index values while the kernel, ordered after the copy, reads the new ones. So the
-     * queued copies land before any run-time index check reads the data it checks.
-     */
-    struct vgpu_index_guard_stats ig = vgpu_index_guard_stats(g->guard);
-    if (ig.inputs || ig.segmented)
-        vgpu_ctx_async_wait(ctx);
+    /* The compute is queued (the dispatcher waits for it before its reply); the index checks
+     * order their reads after copies queued into the indices (index-guard.c). */
     if ((r = vgpu_index_guard_compute(ctx, g, backend, status)) != VGPU_OK)
         return r;
     if (*status != GGML_STATUS_SUCCESS)

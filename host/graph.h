@@ -81,8 +81,10 @@ uint32_t vgpu_graph_build(struct vgpu_ctx *ctx, struct vgpu_graph *g, uint32_t d
                           uint64_t size, enum vgpu_graph_format fmt, enum vgpu_graph_purpose purpose);
 
 /*
- * Re-checks the graph's zero-copy buffers, then computes it on its device's backend, with the
- * index checks planned at build (index-guard.h): VGPU_INVALID if index data is out of range.
+ * Re-checks the graph's zero-copy buffers, then queues its compute on its device's backend
+ * (ggml_backend_graph_compute_async; the device is marked for vgpu_ctx_async_wait, which the
+ * dispatcher calls before it replies), with the index checks planned at build (index-guard.h):
+ * VGPU_INVALID if index data is out of range.
  */
 uint32_t vgpu_graph_compute(struct vgpu_ctx *ctx, struct vgpu_graph *g, enum ggml_status *status);
 

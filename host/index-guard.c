@@ -33,6 +33,8 @@ struct check {
     uint32_t x;      /* the index tensor */
     uint32_t node;   /* the consumer with the smallest bound (for the log line) */
     int32_t  shadow; /* the private copy the consumers read, -1: none (checked in place) */
+    bool     on_dev; /* the copy is in device memory, uploaded from its staging after the check */
+    size_t   stage;  /* offset in shadow_mem of the checked values (a host copy's data itself) */
     int64_t  bound;  /* the smallest bound of the group */
 };
 
@@ -61,8 +63,12 @@ struct vgpu_index_guard {
 
     struct ggml_tensor *shadows; /* exactly sized per plan: consumers point into it */
     uint32_t            n_shadows;
-    uint8_t            *shadow_mem;
+    uint8_t            *shadow_mem; /* host copies, and the staging of device copies */
     size_t              shadow_cap;
+    /* Device memory of the device copies, kept across plans of this storage while it fits. */
+    ggml_backend_buffer_t dev_buf;
+    ggml_backend_t        dev_be;   /* synchronized before dev_buf goes: a compute may read it */
+    uint64_t             *dev_acct; /* the context's bytes_used, which dev_buf is charged to */
 
     /* planning scratch, kept */
     struct use     *uses;
@@ -126,10 +132,25 @@ void vgpu_index_guard_reset(struct vgpu_index_guard *ig)
     ig->n_bases = 0;
 }
 
+/* Releases the device copies' memory, once no queued work can read it. */
+static void drop_dev_buf(struct vgpu_index_guard *ig)
+{
+    if (!ig->dev_buf)
+        return;
+    if (ig->dev_be)
+        ggml_backend_synchronize(ig->dev_be);
+    if (ig->dev_acct)
+        *ig->dev_acct -= ggml_backend_buffer_get_size(ig->dev_buf);
+    ggml_backend_buffer_free(ig->dev_buf);
+    ig->dev_buf = NULL;
+    ig->dev_be = NULL;
+}
+
 void vgpu_index_guard_free(struct vgpu_index_guard *ig)
 {
     if (!ig)
         return;
+    drop_dev_buf(ig);
     free(ig->checks);
     free(ig->splits);
     free(ig->seg_uid);
@@ -510,6 +531,55 @@ static uint32_t add_split(struct vgpu_ctx *ctx, struct vgpu_index_guard *ig, uin
     return VGPU_OK;
 }
 
+/*
+ * Gives every device copy of the plan its place in one buffer of device dev's own type, reusing
+ * the storage's buffer when it is of that type and large enough. Its bytes count against the
+ * context's buffer quota like a guest buffer's.
+ */
+static uint32_t place_dev_copies(struct vgpu_ctx *ctx, struct vgpu_index_guard *ig, uint32_t dev)
+{
+    const struct vgpu_device *d = &ctx->devices[dev];
+    ggml_backend_t be;
+    uint32_t r = vgpu_ctx_backend(ctx, dev, &be);
+    if (r != VGPU_OK)
+        return r;
+    const size_t align = ggml_backend_buft_get_alignment(d->buft);
+    size_t need = 0;
+    for (uint32_t k = 0; k < ig->n_checks; k++) {
+        const struct check *c = &ig->checks[k];
+        if (c->shadow < 0 || !c->on_dev)
+            continue;
+        need = (need + align - 1) / align * align + ggml_backend_buft_get_alloc_size(d->buft, &ig->shadows[c->shadow]);
+    }
+    if (!ig->dev_buf || ig->dev_buf->buft != d->buft || ggml_backend_buffer_get_size(ig->dev_buf) < need) {
+        drop_dev_buf(ig);
+        if (need > ctx->quota.buffer_bytes || ctx->bytes_used > ctx->quota.buffer_bytes - need)
+            return vgpu_fail(ctx, VGPU_QUOTA, "index guard: %zu bytes of device copies of index tensors exceed "
+                             "the buffer quota", need);
+        ig->dev_buf = ggml_backend_buft_alloc_buffer(d->buft, need);
+        if (!ig->dev_buf)
+            return vgpu_fail(ctx, VGPU_NO_MEMORY, "index guard: no device memory for %zu bytes of index copies",
+                             need);
+        ggml_backend_buffer_set_usage(ig->dev_buf, GGML_BACKEND_BUFFER_USAGE_COMPUTE);
+        ig->dev_acct = &ctx->bytes_used;
+        ctx->bytes_used += ggml_backend_buffer_get_size(ig->dev_buf);
+    }
+    ig->dev_be = be;
+    uint8_t *base = ggml_backend_buffer_get_base(ig->dev_buf);
+    size_t off = 0;
+    for (uint32_t k = 0; k < ig->n_checks; k++) {
+        const struct check *c = &ig->checks[k];
+        if (c->shadow < 0 || !c->on_dev)
+            continue;
+        struct ggml_tensor *s = &ig->shadows[c->shadow];
+        off = (off + align - 1) / align * align;
+        if (ggml_backend_tensor_alloc(ig->dev_buf, s, base + off) != GGML_STATUS_SUCCESS)
+            return vgpu_fail(ctx, VGPU_BACKEND, "index guard: device copy of '%s' could not be placed", s->name);
+        off += ggml_backend_buft_get_alloc_size(d->buft, s);
+    }
+    return VGPU_OK;
+}
+
 /* The plan's last step: segment boundaries sorted and unique, each segment with its own uid. */
 static uint32_t finish_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, struct vgpu_index_guard *ig)
 {
@@ -533,9 +603,9 @@ static uint32_t finish_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, struct v
     ig->planned = true;
     vgpu_log(ctx, VGPU_LOG_DEBUG,
              "index guard: %u index operands: %u provable, %u checked before compute, %u between segments, "
-             "%u private copies, %u segment boundaries",
+             "%u private copies (%u on the device), %u segment boundaries",
              ig->stats.uses, ig->stats.provable, ig->stats.inputs, ig->stats.segmented, ig->stats.shadows,
-             ig->stats.splits);
+             ig->stats.dev_shadows, ig->stats.splits);
     return VGPU_OK;
 }
 
@@ -641,10 +711,18 @@ uint32_t vgpu_index_guard_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, const
     if ((r = find_writers(ctx, ig, n_nodes, !cpu)) != VGPU_OK)
         return r;
 
-    /* Fused kernels on other devices: a boundary after a consumer whose indices are overwritten soon. */
+    /*
+     * Fused kernels on other devices: a boundary after a consumer whose indices are overwritten
+     * soon. Not for graph inputs there: their consumers read a device copy that no node writes
+     * (llama.cpp's allocator reuses the memory of the KV-cache row ids and of the output ids
+     * right after their last reader; boundaries there would cut every decode graph in three).
+     */
+    const bool dev_copies = !cpu && d->buft;
     if (!cpu) {
         for (uint32_t i = 0; i < ig->n_uses; i++) {
             const struct use *us = &ig->uses[i];
+            if (dev_copies && us->last_w < 0)
+                continue;
             if (us->next_w >= 0 && (uint32_t)us->next_w <= us->pos + VGPU_INDEX_GUARD_FUSE_WINDOW &&
                 us->pos + 1 < n_nodes && (r = add_split(ctx, ig, us->pos + 1)) != VGPU_OK)
                 return r;
@@ -688,6 +766,8 @@ uint32_t vgpu_index_guard_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, const
         c->node = node;
         c->bound = bound;
         c->shadow = -1;
+        c->on_dev = dev_copies && first->last_w < 0;
+        c->stage = 0;
         if (first->last_w >= 0) {
             ig->stats.segmented++;
             if ((r = add_split(ctx, ig, first->pos)) != VGPU_OK)
@@ -695,9 +775,10 @@ uint32_t vgpu_index_guard_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, const
         } else {
             ig->stats.inputs++;
         }
-        if (shared) {
+        if (shared || c->on_dev) {
             size_t bytes = (size_t)ggml_nelements(X) * ggml_type_size(X->type);
             c->shadow = (int32_t)ig->n_shadows++;
+            c->stage = shadow_bytes;
             shadow_bytes += (bytes + 63) & ~(size_t)63;
             if (shadow_bytes > VGPU_INDEX_GUARD_MAX_SHADOW)
                 return vgpu_fail(ctx, VGPU_QUOTA, "index guard: private copies of guest-shared index tensors "
@@ -707,7 +788,8 @@ uint32_t vgpu_index_guard_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, const
     }
     ig->stats.shadows = ig->n_shadows;
 
-    /* Private copies: the consumers of a guest-shared index tensor read them instead. */
+    /* Private copies: the consumers of a guest-shared index tensor, or of a graph input on a
+     * device other than the CPU, read them instead. */
     if (ig->n_shadows) {
         free(ig->shadows);
         ig->shadows = calloc(ig->n_shadows, sizeof(struct ggml_tensor));
@@ -715,7 +797,6 @@ uint32_t vgpu_index_guard_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, const
             ig->n_shadows = 0;
             return vgpu_fail(ctx, VGPU_NO_MEMORY, "index guard: out of host memory");
         }
-        size_t off = 0;
         for (uint32_t k = 0; k < ig->n_checks; k++) {
             const struct check *c = &ig->checks[k];
             if (c->shadow < 0)
@@ -732,10 +813,16 @@ uint32_t vgpu_index_guard_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, const
             for (int i = 1; i < GGML_MAX_DIMS; i++)
                 s->nb[i] = s->nb[i - 1] * (size_t)s->ne[i - 1];
             s->op = GGML_OP_NONE;
-            s->data = ig->shadow_mem + off;
             memcpy(s->name, X->name, sizeof(s->name));
-            off += ((size_t)ggml_nelements(X) * es + 63) & ~(size_t)63;
+            if (c->on_dev) {
+                s->buffer = NULL; /* placed by place_dev_copies */
+                ig->stats.dev_shadows++;
+            } else {
+                s->data = ig->shadow_mem + c->stage;
+            }
         }
+        if (ig->stats.dev_shadows && (r = place_dev_copies(ctx, ig, g->dev)) != VGPU_OK)
+            return r;
         /* Redirect: every consumer in a shadowed group. */
         for (uint32_t u = 0; u < ig->n_uses; u++) {
             const struct use *us = &ig->uses[u];
@@ -773,25 +860,30 @@ static uint32_t report(struct vgpu_ctx *ctx, const struct vgpu_graph *g, const s
 }
 
 /*
- * Checks every element of the check's index tensor X against its bound. X's bytes are read once,
- * through the backend (ggml_backend_tensor_get: any buffer kind), into private scratch: the whole
- * extent at once when it fits in VGPU_COPY_CHUNK, else row by row (element by element for rows
- * larger than that). With a shadow, each value read is also stored, packed, in the private copy
- * the consumers read.
+ * Checks every element of the check's index tensor X against its bound. X's bytes are read once
+ * into private memory: given as `fetched` (the whole extent, read by the caller), else read here
+ * through the backend (ggml_backend_tensor_get: any buffer kind) into scratch, the whole extent
+ * at once when it fits in VGPU_COPY_CHUNK, else row by row (element by element for rows larger
+ * than that). With a private copy, each value read is also stored, packed, at the check's
+ * staging offset: the copy itself, or what is uploaded to the device copy afterwards.
  */
 static uint32_t run_check(struct vgpu_ctx *ctx, const struct vgpu_graph *g, const struct vgpu_index_guard *ig,
-                          const struct check *c)
+                          const struct check *c, const uint8_t *fetched)
 {
     struct ggml_tensor *X = &g->tensors[c->x];
     const size_t es = ggml_type_size(X->type);
     const size_t extent = ggml_nbytes(X);
-    uint8_t *out = c->shadow >= 0 ? (uint8_t *)ig->shadows[c->shadow].data : NULL;
-    uint8_t *buf = vgpu_scratch_get(&ctx->copy, extent < VGPU_COPY_CHUNK ? extent : VGPU_COPY_CHUNK);
-    if (!buf)
-        return vgpu_fail(ctx, VGPU_NO_MEMORY, "index guard: no memory to read index tensor '%s'", X->name);
-    const bool whole = extent <= VGPU_COPY_CHUNK;
-    if (whole)
-        ggml_backend_tensor_get(X, buf, 0, extent);
+    uint8_t *out = c->shadow >= 0 ? ig->shadow_mem + c->stage : NULL;
+    const bool whole = fetched || extent <= VGPU_COPY_CHUNK;
+    const uint8_t *buf = fetched;
+    if (!fetched) {
+        uint8_t *s = vgpu_scratch_get(&ctx->copy, whole ? extent : VGPU_COPY_CHUNK);
+        if (!s)
+            return vgpu_fail(ctx, VGPU_NO_MEMORY, "index guard: no memory to read index tensor '%s'", X->name);
+        if (whole)
+            ggml_backend_tensor_get(X, s, 0, extent);
+        buf = s;
+    }
     const size_t row_span = (size_t)(X->ne[0] - 1) * X->nb[0] + es;
     int64_t i[4], v;
     for (i[3] = 0; i[3] < X->ne[3]; i[3]++) {
@@ -801,11 +893,11 @@ static uint32_t run_check(struct vgpu_ctx *ctx, const struct vgpu_graph *g, cons
                 const uint8_t *base = buf + (whole ? row : 0);
                 const bool by_element = !whole && row_span > VGPU_COPY_CHUNK;
                 if (!whole && !by_element)
-                    ggml_backend_tensor_get(X, buf, row, row_span);
+                    ggml_backend_tensor_get(X, (uint8_t *)buf, row, row_span);
                 for (i[0] = 0; i[0] < X->ne[0]; i[0]++) {
                     const uint8_t *p = base + (size_t)i[0] * X->nb[0];
                     if (by_element) {
-                        ggml_backend_tensor_get(X, buf, row + (size_t)i[0] * X->nb[0], es);
+                        ggml_backend_tensor_get(X, (uint8_t *)buf, row + (size_t)i[0] * X->nb[0], es);
                         p = buf;
                     }
                     if (!in_range(p, es, c->bound, &v))
@@ -821,27 +913,92 @@ static uint32_t run_check(struct vgpu_ctx *ctx, const struct vgpu_graph *g, cons
     return VGPU_OK;
 }
 
+/* Queued work of the graph's device must finish before the dispatcher's next wait returns. */
+static void mark_async(struct vgpu_ctx *ctx, uint32_t dev)
+{
+    if (dev < 64)
+        ctx->async_devs |= 1ull << dev;
+}
+
+/*
+ * The checks that run before the compute (checks[0, n), graph inputs). When every index tensor
+ * is in a buffer of the device's own type and all fit in one scratch chunk, they are read on the
+ * backend's stream, ordered after the copies queued into them, with one wait for all; otherwise
+ * queued copies land first and each is read synchronously. Device copies are then uploaded on
+ * the backend's stream, ahead of the kernels that read them.
+ */
+static uint32_t run_input_checks(struct vgpu_ctx *ctx, const struct vgpu_graph *g, const struct vgpu_index_guard *ig,
+                                 ggml_backend_t backend, uint32_t n)
+{
+    const ggml_backend_buffer_type_t buft = ctx->devices[g->dev].buft;
+    size_t total = 0;
+    bool fast = true;
+    for (uint32_t k = 0; k < n && fast; k++) {
+        const struct ggml_tensor *X = &g->tensors[ig->checks[k].x];
+        fast = X->buffer && X->buffer->buft == buft;
+        total += (ggml_nbytes(X) + 63) & ~(size_t)63;
+    }
+    fast = fast && total <= VGPU_COPY_CHUNK;
+    uint8_t *buf = fast ? vgpu_scratch_get(&ctx->copy, total) : NULL;
+    uint32_t r;
+    if (buf) {
+        size_t off = 0;
+        for (uint32_t k = 0; k < n; k++) {
+            struct ggml_tensor *X = &g->tensors[ig->checks[k].x];
+            ggml_backend_tensor_get_async(backend, X, buf + off, 0, ggml_nbytes(X));
+            off += (ggml_nbytes(X) + 63) & ~(size_t)63;
+        }
+        ggml_backend_synchronize(backend);
+    } else {
+        /* ggml_backend_tensor_get may copy on another stream than the one queued copies use */
+        vgpu_ctx_async_wait(ctx);
+    }
+    size_t off = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        const struct check *c = &ig->checks[k];
+        if ((r = run_check(ctx, g, ig, c, buf ? buf + off : NULL)) != VGPU_OK)
+            return r;
+        off += (ggml_nbytes(&g->tensors[c->x]) + 63) & ~(size_t)63;
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        const struct check *c = &ig->checks[k];
+        if (c->shadow >= 0 && c->on_dev) {
+            struct ggml_tensor *s = &ig->shadows[c->shadow];
+            ggml_backend_tensor_set_async(backend, s, ig->shadow_mem + c->stage, 0, ggml_nbytes(s));
+        }
+    }
+    return VGPU_OK;
+}
+
 uint32_t vgpu_index_guard_compute(struct vgpu_ctx *ctx, struct vgpu_graph *g, ggml_backend_t backend,
                                   enum ggml_status *status)
 {
     const struct vgpu_index_guard *ig = g->guard;
     *status = GGML_STATUS_SUCCESS;
+    mark_async(ctx, g->dev);
     if (!ig || !ig->planned || (ig->n_checks == 0 && ig->n_splits == 0)) {
         if (g->n_nodes)
-            *status = ggml_backend_graph_compute(backend, g->cgraph);
+            *status = ggml_backend_graph_compute_async(backend, g->cgraph);
         return VGPU_OK;
     }
     uint32_t ci = 0, start = 0, r;
+    while (ci < ig->n_checks && ig->checks[ci].at == 0)
+        ci++;
+    if (ci && (r = run_input_checks(ctx, g, ig, backend, ci)) != VGPU_OK)
+        return r;
     for (uint32_t s = 0; s <= ig->n_splits; s++) {
         const uint32_t end = s < ig->n_splits ? ig->splits[s] : g->n_nodes;
+        if (ci < ig->n_checks && ig->checks[ci].at == start)
+            vgpu_ctx_async_wait(ctx); /* the segments before have written the indices */
         for (; ci < ig->n_checks && ig->checks[ci].at == start; ci++) {
-            if ((r = run_check(ctx, g, ig, &ig->checks[ci])) != VGPU_OK)
+            if ((r = run_check(ctx, g, ig, &ig->checks[ci], NULL)) != VGPU_OK)
                 return r;
         }
         if (end > start) {
             struct ggml_cgraph view = ig->n_splits ? ggml_graph_view(g->cgraph, (int)start, (int)end) : *g->cgraph;
             view.uid = ig->seg_uid[s];
-            *status = ggml_backend_graph_compute(backend, &view);
+            mark_async(ctx, g->dev);
+            *status = ggml_backend_graph_compute_async(backend, &view);
             if (*status != GGML_STATUS_SUCCESS)
                 return VGPU_OK;
         }

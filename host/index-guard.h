@@ -33,18 +33,24 @@
  * Index bytes in a zero-copy buffer (guest-shared memory) could be changed by the guest between
  * the check and the kernel's read. Their consumers are redirected, once at planning, to a
  * private shadow tensor: each check copies the index elements once into host-private memory,
- * checks the copy, and the kernel reads the copy.
+ * checks the copy, and the kernel reads the copy. On devices other than the CPU every INPUT
+ * group is redirected so, to a copy in device memory (a buffer of the device's own type that
+ * the guard owns, charged to the context's buffer quota): the checked values are uploaded on
+ * the backend's stream ahead of the kernels. No node writes such a copy, so neither a later
+ * overwrite of the original bytes nor a fused kernel can change what the consumer reads.
  * Writers are found by byte-range overlap in a per-graph address space (buffer, offset), so an
  * index tensor described as an alias of other memory is treated by what really writes it.
  * A consumer whose own result overlaps its index bytes is refused (no ggml graph does that).
  * On devices other than CPU, backends fuse consecutive nodes into one kernel; a node within
  * VGPU_INDEX_GUARD_FUSE_WINDOW nodes after a consumer that overwrites its index bytes gets a
- * segment boundary right after the consumer, so no fused kernel can reorder the two.
+ * segment boundary right after the consumer, so no fused kernel can reorder the two (SEGMENT
+ * groups only: INPUT groups read their device copy).
  *
  * A bad value stops the compute before the consumer runs (nodes before it may have run) and
  * the command answers VGPU_INVALID with a log line naming the node, its op, the index and the
  * bound. Graphs without index consumers cost nothing; dense llama decode graphs are never
- * segmented (their indices are graph inputs).
+ * segmented (their indices are graph inputs): on a GPU they cost one read of the index inputs
+ * on the backend's stream, one wait and one small upload per input.
  */
 #ifndef VGPU_HOST_INDEX_GUARD_H
 #define VGPU_HOST_INDEX_GUARD_H
@@ -70,7 +76,8 @@ struct vgpu_index_guard_stats {
     uint32_t provable;  /* check groups needing nothing at run time */
     uint32_t inputs;    /* check groups run before every compute */
     uint32_t segmented; /* check groups run between segments */
-    uint32_t shadows;   /* groups that read a private copy (guest-shared index bytes) */
+    uint32_t shadows;   /* groups that read a private copy (guest-shared bytes, inputs off the CPU) */
+    uint32_t dev_shadows; /* of those, copies in device memory */
     uint32_t splits;    /* segment boundaries (segments = splits + 1) */
 };
 
@@ -91,10 +98,10 @@ void vgpu_index_guard_reset(struct vgpu_index_guard *ig);
 uint32_t vgpu_index_guard_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, const struct vgpu_tinfo *info);
 
 /*
- * Computes g (valid, planned) on `backend`, running its index checks where planned: returns
- * VGPU_OK with the backend's status (a failing segment stops the compute and is returned),
- * or VGPU_INVALID (logged) when an index is out of range, the consumer not having run.
- * Steady state allocates nothing (scratch: ctx->copy).
+ * Queues the compute of g (valid, planned) on `backend` (its device marked in ctx->async_devs),
+ * running its index checks where planned: returns VGPU_OK with the backend's status (a failing
+ * segment stops the compute and is returned), or VGPU_INVALID (logged) when an index is out of
+ * range, the consumer not having run. Steady state allocates nothing (scratch: ctx->copy).
  */
 uint32_t vgpu_index_guard_compute(struct vgpu_ctx *ctx, struct vgpu_graph *g, ggml_backend_t backend,
                                   enum ggml_status *status);

@@ -15,6 +15,8 @@ trap 'echo "FAIL: $(basename "$0") line $LINENO: a command exited with status $?
 
 VGPU_SERVER_PID=
 VGPU_SOCKET=
+VGPU_RPC_PIDS=()
+VGPU_RPC_EP=
 
 fail() {
     echo "FAIL: $*" >&2
@@ -26,6 +28,8 @@ note() {
 }
 
 _vgpu_cleanup() {
+    local p
+    for p in "${VGPU_RPC_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     if [ -n "$VGPU_SERVER_PID" ] && kill -0 "$VGPU_SERVER_PID" 2>/dev/null; then
         kill "$VGPU_SERVER_PID" 2>/dev/null || true
         wait "$VGPU_SERVER_PID" 2>/dev/null || true
@@ -83,4 +87,26 @@ vgpu_tiny_model() {
         mv "$m.$$" "$m"
     fi
     echo "$m"
+}
+
+# vgpu_start_rpc NAME: starts one of the dependency's ggml-rpc-servers (CPU, one thread) on a
+# free loopback port, logging to $VGPU_SCRATCH/NAME.log, and waits until it accepts
+# connections; sets VGPU_RPC_EP to its HOST:PORT. It is stopped when the test exits.
+vgpu_start_rpc() {
+    local name=$1 port pid
+    for port in $(shuf -i 20000-60000 -n 20); do
+        "$LLAMA_BIN/ggml-rpc-server" -H 127.0.0.1 -p "$port" -t 1 >"$VGPU_SCRATCH/$name.log" 2>&1 &
+        pid=$!
+        VGPU_RPC_PIDS+=("$pid")
+        for _ in $(seq 50); do
+            if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+                VGPU_RPC_EP="127.0.0.1:$port"
+                return 0
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill "$pid" 2>/dev/null || true
+    done
+    fail "no ggml-rpc-server could start (log: $VGPU_SCRATCH/$name.log)"
 }

@@ -7,36 +7,10 @@
 . "$(dirname "$0")/lib.sh"
 S=$VGPU_SCRATCH
 model=$(vgpu_tiny_model)
-rpc_pids=()
-stop_rpc() {
-    for p in "${rpc_pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    _vgpu_cleanup
-}
-trap stop_rpc EXIT
-
-# Starts a ggml-rpc-server on a free loopback port; prints the endpoint. (Called in a command
-# substitution, a subshell: the caller finds the process by its port.)
-start_rpc() {
-    local name=$1 port
-    for port in $(shuf -i 20000-60000 -n 20); do
-        "$LLAMA_BIN/ggml-rpc-server" -H 127.0.0.1 -p "$port" -t 1 >"$S/$name.log" 2>&1 &
-        local pid=$!
-        for _ in $(seq 50); do
-            if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-                echo "127.0.0.1:$port"
-                return 0
-            fi
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill "$pid" 2>/dev/null || true
-    done
-    fail "no ggml-rpc-server could start (log: $S/$name.log)"
-}
-ep0=$(start_rpc rpc0)
-ep1=$(start_rpc rpc1)
-rpc_pids=($(pgrep -f "ggml-rpc-server -H 127.0.0.1 -p (${ep0##*:}|${ep1##*:})" || true))
-[ "${#rpc_pids[@]}" = 2 ] || fail "expected two ggml-rpc-server processes, found ${#rpc_pids[@]}"
+vgpu_start_rpc rpc0
+ep0=$VGPU_RPC_EP
+vgpu_start_rpc rpc1
+ep1=$VGPU_RPC_EP
 
 vgpu_start_server --backend "$LLAMA_BIN/libggml-rpc.so" --rpc-servers "$ep0,$ep1"
 

@@ -8,6 +8,11 @@
  * graph, answer VGPU_INVALID with nothing written past the failing node (the whole buffer is
  * compared); the context keeps working. A provably safe ARGSORT -> MUL_MAT_ID graph computes
  * the right numbers without being segmented (the plan's debug line says so).
+ *
+ * With VGPU_TEST_RPC_ENDPOINT=HOST:PORT and VGPU_TEST_RPC_BACKEND=libggml-rpc.so (CTest
+ * index-guard.device, tests/integration/test-index-guard-device.sh) the device is a ggml-rpc
+ * device, which is not a CPU device: the tests of graph inputs run there, where their consumers
+ * read device copies of the checked indices (index-guard.h) instead of the indices in place.
  */
 #include <fcntl.h>
 #include <math.h>
@@ -32,14 +37,19 @@
 #define SENTRY  0xA5
 
 static struct apir_harness *H;
+static const char *rpc_endpoint; /* set: the device is a ggml-rpc device (not a CPU device) */
 
 static int setup(void **state)
 {
     (void)state;
-    H = apir_harness_open(CTX_ID, NULL);
+    struct apir_harness_opts o = { 0 };
+    o.backend_path = rpc_endpoint ? getenv("VGPU_TEST_RPC_BACKEND") : NULL;
+    H = apir_harness_open(CTX_ID, &o);
     if (!H)
         return -1;
     apir_harness_config(H, VGPU_CFG_LOG_LEVEL, "debug");
+    if (rpc_endpoint)
+        apir_harness_config(H, VGPU_CFG_RPC_SERVERS, rpc_endpoint);
     if (apir_harness_init(H) != 0 || apir_harness_hello(H) != VGPU_OK)
         return -1;
     return 0;
@@ -334,6 +344,7 @@ static void test_get_rows_input(void **state)
     const char *log;
     assert_int_equal(compute_logged(&g, 0, &log), VGPU_OK);
     assert_non_null(strstr(log, "1 checked before compute, 0 between segments"));
+    assert_non_null(strstr(log, rpc_endpoint ? "1 private copies (1 on the device)" : "0 private copies"));
     assert_non_null(strstr(log, "0 segment boundaries"));
     check_get_rows(&g, a, dst, good);
 
@@ -349,6 +360,58 @@ static void test_get_rows_input(void **state)
     /* The context still computes. */
     put_t(&g, ids, good, sizeof(good));
     assert_int_equal(compute(&g, 0), VGPU_OK);
+    check_get_rows(&g, a, dst, good);
+}
+
+/*
+ * get_rows(A, ids), then a node whose result reuses the ids' bytes (llama.cpp's allocator does
+ * that with the KV-cache row ids and the output ids). On the CPU the ids are checked in place;
+ * on another device, where kernels may be fused, the consumer reads a device copy of the
+ * checked ids, and no segment boundary follows it. Recomputes by uid upload the new ids.
+ */
+static void test_input_overwritten(void **state)
+{
+    (void)state;
+    uint64_t buf = alloc_buf();
+    struct tg g;
+    uint32_t a, ids, dst;
+    make_get_rows(&g, buf, &a, &ids, &dst);
+    uint32_t c = tensor(&g, GGML_TYPE_F32, GR_N, 1, 1, 1);
+    uint32_t w = tensor_at(&g, GGML_TYPE_F32, GR_N, 1, 1, 1, g.t[ids].data);
+    op(&g, w, GGML_OP_ADD, (int)c, (int)c, -1);
+    float A[GR_NC * GR_NR];
+    fill_f32(A, GR_NC * GR_NR, 5);
+    put_t(&g, a, A, sizeof(A));
+    const float C[GR_N] = { 1.0f, 2.0f, 3.0f }, twice[GR_N] = { 2.0f, 4.0f, 6.0f };
+    put_t(&g, c, C, sizeof(C));
+
+    const int32_t good[GR_N] = { 3, 1, 4 };
+    put_t(&g, ids, good, sizeof(good));
+    const char *log;
+    assert_int_equal(compute_logged(&g, 61, &log), VGPU_OK);
+    assert_non_null(strstr(log, "1 checked before compute, 0 between segments"));
+    assert_non_null(strstr(log, rpc_endpoint ? "1 private copies (1 on the device)" : "0 private copies"));
+    assert_non_null(strstr(log, "0 segment boundaries"));
+    check_get_rows(&g, a, dst, good);
+    float W[GR_N];
+    get_t(&g, w, W, sizeof(W));
+    expect_close(W, twice, GR_N, "add over the ids");
+
+    /* The ids' bytes now hold floats; the guest writes new ids and recomputes by uid. */
+    const int32_t next[GR_N] = { 0, 4, 4 };
+    put_t(&g, ids, next, sizeof(next));
+    assert_int_equal(compute(NULL, 61), VGPU_OK);
+    check_get_rows(&g, a, dst, next);
+
+    const int32_t bad[GR_N] = { 0, GR_NR, 0 };
+    float sentinel[GR_NC * GR_N];
+    for (int i = 0; i < GR_NC * GR_N; i++)
+        sentinel[i] = 777.0f;
+    put_t(&g, dst, sentinel, sizeof(sentinel));
+    put_t(&g, ids, bad, sizeof(bad));
+    expect_refused_ex(&g, 61, true, "GET_ROWS", NULL);
+    put_t(&g, ids, good, sizeof(good));
+    assert_int_equal(compute(NULL, 61), VGPU_OK);
     check_get_rows(&g, a, dst, good);
 }
 
@@ -930,8 +993,28 @@ static void test_bad_layouts(void **state)
 
 int main(void)
 {
+    /* Graph inputs: every device kind. */
+    const struct CMUnitTest inputs[] = {
+        cmocka_unit_test_setup_teardown(test_get_rows_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_input_overwritten, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recompute_cached, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_rows_i64, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_rows_i32, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mul_mat_id_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_add_id_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_rows_back_input, setup, teardown),
+    };
+    rpc_endpoint = getenv("VGPU_TEST_RPC_ENDPOINT");
+    if (rpc_endpoint) {
+        if (!getenv("VGPU_TEST_RPC_BACKEND")) {
+            fprintf(stderr, "VGPU_TEST_RPC_ENDPOINT needs VGPU_TEST_RPC_BACKEND (libggml-rpc.so)\n");
+            return 1;
+        }
+        return cmocka_run_group_tests(inputs, NULL, NULL);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_get_rows_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_input_overwritten, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recompute_cached, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_rows_i64, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_rows_i32, setup, teardown),
