@@ -21,6 +21,10 @@
 #   --llama-bin DIR  the dependency's bin/ (default: scripts/deps-prefix.sh's bin/)
 #   --models DIR     model cache (default <build>/bench-models)
 #   --run-timeout S  limit for one llama-bench run (default 3600)
+#   --guest-env V=X  an environment variable for the client processes of virtgpu and rpc (the
+#                    guests), repeatable; printed with the results. E.g. GOMP_SPINCOUNT=0: their
+#                    CPU backend computes only the token embedding lookup, and its idle OpenMP
+#                    threads otherwise spin on cores the host's compute needs (PERFORMANCE.md).
 #   --models-only    generate and quantize the models into the cache, then stop
 # Every configuration runs with -ngl 99. Servers are started per run on a private socket and
 # a free loopback port and are always stopped. Exit status: 0 all runs done, 1 a step failed.
@@ -31,7 +35,7 @@ export BENCH_NAME=compare
 
 sizes=tiny,1b backend=cpu quant=Q4_0 reps=5 prompt=512 gen=128 threads=$(nproc)
 configs=native,virtgpu,rpc out="" build="" llama_bin_opt="" models="" run_timeout=3600 models_only=0
-extra=()
+extra=() guest_env=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --sizes) sizes=$2; shift 2 ;;
@@ -48,6 +52,9 @@ while [ $# -gt 0 ]; do
         --models) models=$2; shift 2 ;;
         --run-timeout) run_timeout=$2; shift 2 ;;
         --models-only) models_only=1; shift ;;
+        --guest-env)
+            [[ "$2" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--guest-env takes VAR=VALUE"
+            guest_env+=("$2"); shift 2 ;;
         --) shift; extra=("$@"); break ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$1' (--help lists them)" ;;
@@ -133,14 +140,14 @@ run_config() {
         virtgpu)
             bench_start_virtgpu "$out/logs/$size-server-virtgpu.log" "${server_args[@]}"
             # The client is the guest: it sees no GPU of its own (CUDA_VISIBLE_DEVICES empty), as in a VM.
-            CUDA_VISIBLE_DEVICES= GGML_BACKEND_PATH="$VGPU_BUILD/lib/libggml-virtgpu.so" GGML_VIRTGPU_SOCKET="$VGPU_SOCKET" \
-                timeout -k 10 "$run_timeout" \
+            env "${guest_env[@]}" CUDA_VISIBLE_DEVICES= GGML_BACKEND_PATH="$VGPU_BUILD/lib/libggml-virtgpu.so" \
+                GGML_VIRTGPU_SOCKET="$VGPU_SOCKET" timeout -k 10 "$run_timeout" \
                 "$LLAMA_BIN/llama-bench" "${args[@]}" -dev VirtGPU0 "${extra[@]}" >"$csv" 2>"$elog" || rc=$?
             bench_stop_virtgpu
             ;;
         rpc)
             bench_start_rpc "$out/logs/$size-server-rpc.log" "${rpc_args[@]}"
-            env -u GGML_BACKEND_PATH -u GGML_VIRTGPU_SOCKET CUDA_VISIBLE_DEVICES= timeout -k 10 "$run_timeout" \
+            env -u GGML_BACKEND_PATH -u GGML_VIRTGPU_SOCKET "${guest_env[@]}" CUDA_VISIBLE_DEVICES= timeout -k 10 "$run_timeout" \
                 "$LLAMA_BIN/llama-bench" "${args[@]}" --rpc "$RPC_ENDPOINT" -dev RPC0 "${extra[@]}" \
                 >"$csv" 2>"$elog" || rc=$?
             bench_stop_rpc
@@ -166,6 +173,7 @@ load_start=$(bench_load)
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 log "machine: $machine"
 log "backend $backend, threads $threads, sizes ${size_list[*]}, $quant, llama-bench -p $prompt -n $gen -r $reps -ngl 99 ${extra[*]}"
+[ "${#guest_env[@]}" = 0 ] || log "guest environment: ${guest_env[*]}"
 log "load average at start: $load_start; results in $out"
 for size in "${size_list[@]}"; do
     need=$(need_gb "$size")
@@ -225,6 +233,7 @@ awk -F, '
 {
     echo "== $machine"
     echo "== backend $backend, $quant, threads $threads, llama-bench -p $prompt -n $gen -r $reps -ngl 99 ${extra[*]}"
+    [ "${#guest_env[@]}" = 0 ] || echo "== guest (virtgpu and rpc client) environment: ${guest_env[*]}"
     echo "== load average: $load_start at start, $load_end at end; $started; source $(bench_source)"
     awk -F, -v cfgs="$configs" '
         NR == 1 { next }

@@ -84,6 +84,50 @@ void vgpu_ctx_async_wait(struct vgpu_ctx *ctx)
     }
 }
 
+/* ---- captures of small sets ---------------------------------------------------------------------- */
+
+void vgpu_captures_clear(struct vgpu_ctx *ctx)
+{
+    ctx->captures.n = 0;
+    ctx->captures.used = 0;
+}
+
+const uint8_t *vgpu_captures_find(const struct vgpu_ctx *ctx, const struct vgpu_buffer *buf, uint64_t off,
+                                  uint64_t size)
+{
+    const struct vgpu_captures *cs = &ctx->captures;
+    for (uint32_t i = 0; i < cs->n; i++) {
+        const struct vgpu_capture *c = &cs->c[i];
+        if (c->buf == buf && off >= c->off && size <= c->size && off - c->off <= c->size - size)
+            return cs->bytes + c->at + (off - c->off);
+    }
+    return NULL;
+}
+
+/*
+ * An EXT_TENSOR_SET writes [off, off + span) of buf: captures overlapping it no longer say what
+ * the memory holds and go; the set's own bytes (one contiguous row: `data`, span bytes) become
+ * a capture when small and there is room.
+ */
+static void captures_note_set(struct vgpu_ctx *ctx, const struct vgpu_buffer *buf, uint64_t off, uint64_t span,
+                              const uint8_t *contiguous)
+{
+    struct vgpu_captures *cs = &ctx->captures;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < cs->n; i++) {
+        const struct vgpu_capture *c = &cs->c[i];
+        if (!(c->buf == buf && c->off < off + span && off < c->off + c->size))
+            cs->c[k++] = *c; /* bytes of dropped captures stay used until the next clear */
+    }
+    cs->n = k;
+    if (!contiguous || span == 0 || span > VGPU_CAPTURE_MAX_SET || cs->n == VGPU_CAPTURE_SLOTS ||
+        span > VGPU_CAPTURE_BYTES - cs->used)
+        return;
+    memcpy(cs->bytes + cs->used, contiguous, (size_t)span);
+    cs->c[cs->n++] = (struct vgpu_capture){ buf, off, span, cs->used };
+    cs->used += (uint32_t)span;
+}
+
 static uint32_t do_set(struct vgpu_ctx *ctx, struct ggml_tensor *t, const struct vgpu_tinfo *ti, const uint8_t *data,
                        uint64_t offset, uint64_t size, uint64_t n, uint64_t st, uint64_t sd)
 {
@@ -448,6 +492,11 @@ uint32_t vgpu_cmd_ext_tensor_set(struct vgpu_ctx *ctx, struct vgpu_dec *dec, str
                              (unsigned long long)span);
         data = inl;
     }
+    /* [offset, offset + (n - 1) * stride + size) of the tensor: checked by ext_transfer_check */
+    uint64_t written = (x.n_copies - 1) * x.stride_tensor + x.size;
+    /* (Zero-copy memory changes without commands: never captured.) */
+    captures_note_set(ctx, ti.buf, ti.off + x.offset, x.n_copies ? written : 0,
+                      x.n_copies == 1 && !ti.buf->zero_copy ? data : NULL);
     return do_set(ctx, &t, &ti, data, x.offset, x.size, x.n_copies, x.stride_tensor, x.stride_data);
 }
 

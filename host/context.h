@@ -83,6 +83,29 @@ struct vgpu_scratch {
     size_t cap;
 };
 
+/*
+ * The bytes of recent EXT_TENSOR_SETs (cmd-buffer.c): what device memory holds in those ranges,
+ * as long as no other command could have written it since. The index guard checks graph inputs
+ * on such bytes instead of reading them back from the device (index-guard.c). Small sets only:
+ * index inputs are a few KiB.
+ */
+#define VGPU_CAPTURE_SLOTS     16
+#define VGPU_CAPTURE_MAX_SET   (8u << 10)
+#define VGPU_CAPTURE_BYTES     (64u << 10)
+
+struct vgpu_capture {
+    const struct vgpu_buffer *buf;
+    uint64_t                  off, size; /* the range in buf */
+    uint32_t                  at;        /* its bytes in vgpu_captures.bytes */
+};
+
+struct vgpu_captures {
+    struct vgpu_capture c[VGPU_CAPTURE_SLOTS];
+    uint32_t            n;
+    uint32_t            used;
+    uint8_t             bytes[VGPU_CAPTURE_BYTES];
+};
+
 struct vgpu_ctx {
     uint32_t id;
 
@@ -127,6 +150,7 @@ struct vgpu_ctx {
     bool     batch_stopped; /* a batch stopped early: commands answer SKIPPED until a RESUME */
     bool     in_batch;      /* serving batch entries: transfers may queue async backend copies */
     uint64_t async_devs;    /* devices (bit = index) with queued async copies (cmd-buffer.c) */
+    struct vgpu_captures captures; /* recent EXT_TENSOR_SET bytes (cmd-buffer.c) */
     /* registered host buffers and pinning (cmd-host-buffer.c) */
     struct vgpu_host_buffers *host_buffers;
 };
@@ -138,6 +162,16 @@ struct vgpu_ctx {
 uint32_t vgpu_ctx_create(uint32_t ctx_id, const struct virgl_apir_callbacks *cbs, struct vgpu_ctx **out);
 /* Frees everything the context owns, whatever its state. */
 void vgpu_ctx_destroy(struct vgpu_ctx *ctx);
+
+/* Forgets every capture: called before any command that may write device memory other than
+ * through EXT_TENSOR_SET, and after each graph compute (dispatch.c). */
+void vgpu_captures_clear(struct vgpu_ctx *ctx);
+/*
+ * The bytes that device memory of buf holds in [off, off + size), if a capture contains that
+ * range; NULL otherwise.
+ */
+const uint8_t *vgpu_captures_find(const struct vgpu_ctx *ctx, const struct vgpu_buffer *buf, uint64_t off,
+                                  uint64_t size);
 
 /*
  * Logging: "ggml-virtgpu-backend[ctx N]: <cmd>: <text>" on stderr, filtered by level.

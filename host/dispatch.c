@@ -139,6 +139,10 @@ static uint32_t dispatch_one(struct vgpu_ctx *ctx, uint32_t cmd, const uint8_t *
     }
     if (!async_capable(cmd))
         vgpu_ctx_async_wait(ctx);
+    /* Captured set bytes stay true only while nothing but sets writes device memory. */
+    if (cmd != VGPU_CMD_EXT_TENSOR_SET && cmd != VGPU_CMD_EXT_TENSOR_GET && cmd != VGPU_CMD_EXT_GRAPH_COMPUTE &&
+        cmd != VGPU_CMD_EXT_BATCH)
+        vgpu_captures_clear(ctx);
 
     struct vgpu_enc enc;
     static uint8_t empty[4];
@@ -153,6 +157,8 @@ static uint32_t dispatch_one(struct vgpu_ctx *ctx, uint32_t cmd, const uint8_t *
         struct vgpu_dec dec;
         vgpu_dec_init(&dec, req ? (const void *)req : (const void *)empty, req_len);
         code = c->fn(ctx, &dec, &enc);
+        if (cmd == VGPU_CMD_EXT_GRAPH_COMPUTE)
+            vgpu_captures_clear(ctx); /* its nodes may write anywhere in its buffers */
         if (!vgpu_dec_ok(&dec)) {
             vgpu_set_fatal(ctx, 0, "request truncated or malformed (%zu bytes)", req_len);
             if (code == VGPU_OK)

@@ -34,6 +34,8 @@ struct check {
     uint32_t node;   /* the consumer with the smallest bound (for the log line) */
     int32_t  shadow; /* the private copy the consumers read, -1: none (checked in place) */
     bool     on_dev; /* the copy is in device memory, uploaded from its staging after the check */
+    const struct vgpu_buffer *xbuf; /* where the index bytes are (captures, vgpu_captures_find) */
+    uint64_t xoff;
     size_t   stage;  /* offset in shadow_mem of the checked values (a host copy's data itself) */
     int64_t  bound;  /* the smallest bound of the group */
 };
@@ -768,6 +770,8 @@ uint32_t vgpu_index_guard_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, const
         c->shadow = -1;
         c->on_dev = dev_copies && first->last_w < 0;
         c->stage = 0;
+        c->xbuf = xi->buf;
+        c->xoff = xi->off;
         if (first->last_w >= 0) {
             ig->stats.segmented++;
             if ((r = add_split(ctx, ig, first->pos)) != VGPU_OK)
@@ -921,14 +925,25 @@ static void mark_async(struct vgpu_ctx *ctx, uint32_t dev)
 }
 
 /*
- * The checks that run before the compute (checks[0, n), graph inputs). When every index tensor
- * is in a buffer of the device's own type and all fit in one scratch chunk, they are read on the
- * backend's stream, ordered after the copies queued into them, with one wait for all; otherwise
- * queued copies land first and each is read synchronously. Device copies are then uploaded on
- * the backend's stream, ahead of the kernels that read them.
+ * The bytes the guest last set into the index tensor of input check c, when they are captured
+ * (context.h: nothing else has written that memory since) and the consumers read a device copy:
+ * the check then needs no read-back. NULL otherwise.
  */
-static uint32_t run_input_checks(struct vgpu_ctx *ctx, const struct vgpu_graph *g, const struct vgpu_index_guard *ig,
-                                 ggml_backend_t backend, uint32_t n)
+static const uint8_t *captured(const struct vgpu_ctx *ctx, const struct vgpu_graph *g, const struct check *c)
+{
+    if (!c->on_dev || c->shadow < 0)
+        return NULL;
+    return vgpu_captures_find(ctx, c->xbuf, c->xoff, ggml_nbytes(&g->tensors[c->x]));
+}
+
+/*
+ * Input checks[0, n) on bytes read from the index tensors. When every index tensor is in a
+ * buffer of the device's own type and all fit in one scratch chunk, they are read on the
+ * backend's stream, ordered after the copies queued into them, with one wait for all; otherwise
+ * queued copies land first and each is read synchronously.
+ */
+static uint32_t check_read_inputs(struct vgpu_ctx *ctx, const struct vgpu_graph *g,
+                                  const struct vgpu_index_guard *ig, ggml_backend_t backend, uint32_t n)
 {
     const ggml_backend_buffer_type_t buft = ctx->devices[g->dev].buft;
     size_t total = 0;
@@ -940,7 +955,6 @@ static uint32_t run_input_checks(struct vgpu_ctx *ctx, const struct vgpu_graph *
     }
     fast = fast && total <= VGPU_COPY_CHUNK;
     uint8_t *buf = fast ? vgpu_scratch_get(&ctx->copy, total) : NULL;
-    uint32_t r;
     if (buf) {
         size_t off = 0;
         for (uint32_t k = 0; k < n; k++) {
@@ -956,11 +970,36 @@ static uint32_t run_input_checks(struct vgpu_ctx *ctx, const struct vgpu_graph *
     size_t off = 0;
     for (uint32_t k = 0; k < n; k++) {
         const struct check *c = &ig->checks[k];
-        if ((r = run_check(ctx, g, ig, c, buf ? buf + off : NULL)) != VGPU_OK)
+        uint32_t r = run_check(ctx, g, ig, c, buf ? buf + off : NULL);
+        if (r != VGPU_OK)
             return r;
         off += (ggml_nbytes(&g->tensors[c->x]) + 63) & ~(size_t)63;
     }
-    for (uint32_t k = 0; k < n; k++) {
+    return VGPU_OK;
+}
+
+/*
+ * The checks that run before the compute (checks[0, n), graph inputs): on the bytes the guest
+ * set when every one of them has them captured (a llama.cpp decode step sets its indices just
+ * before the compute: no read-back, no wait), else on bytes read back (check_read_inputs).
+ * Device copies are then uploaded on the backend's stream, ahead of the kernels that read them:
+ * what the consumers read is what was checked.
+ */
+static uint32_t run_input_checks(struct vgpu_ctx *ctx, const struct vgpu_graph *g, const struct vgpu_index_guard *ig,
+                                 ggml_backend_t backend, uint32_t n)
+{
+    uint32_t r = VGPU_OK, k = 0;
+    while (k < n && captured(ctx, g, &ig->checks[k]))
+        k++;
+    if (k < n) {
+        r = check_read_inputs(ctx, g, ig, backend, n);
+    } else {
+        for (k = 0; k < n && r == VGPU_OK; k++)
+            r = run_check(ctx, g, ig, &ig->checks[k], captured(ctx, g, &ig->checks[k]));
+    }
+    if (r != VGPU_OK)
+        return r;
+    for (k = 0; k < n; k++) {
         const struct check *c = &ig->checks[k];
         if (c->shadow >= 0 && c->on_dev) {
             struct ggml_tensor *s = &ig->shadows[c->shadow];

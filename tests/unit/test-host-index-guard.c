@@ -219,6 +219,22 @@ static void get(uint64_t buf, uint64_t off, void *p, size_t n)
     assert_int_equal(apir_harness_get(H, &w, 0, p, n), VGPU_OK);
 }
 
+/* One EXT_TENSOR_SET of `rows` rows of `row` bytes from p, `stride` bytes apart in buf from off. */
+static void put_rows(uint64_t buf, uint64_t off, const void *p, size_t row, uint64_t rows, uint64_t stride)
+{
+    struct vgpu_transfer x;
+    memset(&x, 0, sizeof(x));
+    apir_harness_wire(&x.tensor, GGML_TYPE_I8, (int64_t)((rows - 1) * stride + row), 1, 1, 1, buf, off);
+    x.size = row;
+    x.n_copies = rows;
+    x.stride_tensor = stride;
+    x.stride_data = row;
+    struct vgpu_enc *e = apir_harness_req(H);
+    vgpu_enc_transfer(e, &x);
+    vgpu_enc_blob(e, p, row * rows);
+    assert_int_equal(apir_harness_send(H, VGPU_CMD_EXT_TENSOR_SET, NULL), VGPU_OK);
+}
+
 static void put_t(const struct tg *g, uint32_t i, const void *p, size_t n)
 {
     put(g->buf, g->t[i].data, p, n);
@@ -403,12 +419,43 @@ static void test_input_overwritten(void **state)
     assert_int_equal(compute(NULL, 61), VGPU_OK);
     check_get_rows(&g, a, dst, next);
 
+    /* Set, then another command before the compute: the ids are read back (no capture). */
+    put_t(&g, ids, good, sizeof(good));
+    assert_int_equal(nop(), VGPU_OK);
+    assert_int_equal(compute(NULL, 61), VGPU_OK);
+    check_get_rows(&g, a, dst, good);
+
     const int32_t bad[GR_N] = { 0, GR_NR, 0 };
     float sentinel[GR_NC * GR_N];
     for (int i = 0; i < GR_NC * GR_N; i++)
         sentinel[i] = 777.0f;
     put_t(&g, dst, sentinel, sizeof(sentinel));
     put_t(&g, ids, bad, sizeof(bad));
+    expect_refused_ex(&g, 61, true, "GET_ROWS", NULL);
+    put_t(&g, ids, bad, sizeof(bad));
+    assert_int_equal(nop(), VGPU_OK);
+    expect_refused_ex(&g, 61, true, "GET_ROWS", NULL);
+    /* Good ids set, then a bad one written over them by a later set that covers more (two rows,
+     * the second one on ids[1]), or by a set of the bad element alone: refused either way. */
+    const int32_t bad1 = GR_NR;
+    const int32_t rows2[2] = { 0, bad1 };
+    put_t(&g, ids, good, sizeof(good));
+    put_rows(buf, g.t[ids].data - 4, rows2, 4, 2, 8);
+    expect_refused_ex(&g, 61, true, "GET_ROWS", NULL);
+    put_t(&g, ids, good, sizeof(good));
+    put(buf, g.t[ids].data + 4, &bad1, 4);
+    expect_refused_ex(&g, 61, true, "GET_ROWS", NULL);
+    /* Good ids set, then bad ones copied over them on the device (EXT_TENSOR_COPY): refused. */
+    const int32_t bad_src[GR_N] = { 1, 2, -7 };
+    uint64_t spare = BUF_SZ / 2; /* the upper half of the buffer is unused by the graph */
+    put(buf, spare, bad_src, sizeof(bad_src));
+    put_t(&g, ids, good, sizeof(good));
+    struct vgpu_enc *e = apir_harness_req(H);
+    struct vgpu_wire_tensor from = g.t[ids];
+    from.data = spare;
+    vgpu_enc_wire_tensor(e, &from);
+    vgpu_enc_wire_tensor(e, &g.t[ids]);
+    assert_int_equal(apir_harness_send(H, VGPU_CMD_EXT_TENSOR_COPY, NULL), VGPU_OK);
     expect_refused_ex(&g, 61, true, "GET_ROWS", NULL);
     put_t(&g, ids, good, sizeof(good));
     assert_int_equal(compute(NULL, 61), VGPU_OK);
