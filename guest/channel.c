@@ -147,6 +147,13 @@ void vgpu_channel_limit_command(struct vgpu_channel *ch, uint64_t max_command_si
     pthread_mutex_unlock(&ch->lock);
 }
 
+void vgpu_channel_enable_no_wait(struct vgpu_channel *ch)
+{
+    pthread_mutex_lock(&ch->lock);
+    ch->no_wait_ok = true;
+    pthread_mutex_unlock(&ch->lock);
+}
+
 void vgpu_channel_enable_batching(struct vgpu_channel *ch)
 {
     pthread_mutex_lock(&ch->lock);
@@ -322,6 +329,7 @@ static int sub_prepare(struct vgpu_channel *ch, struct vgpu_submission *s)
         s->reply_need = VGPU_BATCH_HEADER_SIZE;
         s->observable = false;
         s->long_wait = false;
+        s->no_wait = false;
     }
     return 0;
 }
@@ -378,7 +386,7 @@ static void sub_seal(struct vgpu_channel *ch, struct vgpu_submission *s)
 {
     int32_t type = APIR_COMMAND_TYPE_FORWARD + ch->tp->cmd_type_offset;
     int32_t cmd = VGPU_CMD_EXT_BATCH;
-    uint32_t flags = ch->need_resume ? VGPU_BATCH_RESUME : 0;
+    uint32_t flags = (ch->need_resume ? VGPU_BATCH_RESUME : 0) | (s->no_wait ? VGPU_BATCH_NO_WAIT : 0);
     ch->need_resume = false;
     memcpy(s->req, &type, 4);
     memcpy(s->req + 4, &cmd, 4);
@@ -755,6 +763,8 @@ static uint64_t submit(struct vgpu_channel *ch, uint32_t idx)
     }
     s->seq = ++ch->seq_submitted;
     ch->fifo[ch->n_inflight++] = idx;
+    /* The host waits for everything queued before it answers a batch without the flag. */
+    ch->unwaited = s->no_wait;
     return s->seq;
 }
 
@@ -863,6 +873,12 @@ uint64_t vgpu_channel_kick(struct vgpu_channel *ch)
     return seq;
 }
 
+uint64_t vgpu_channel_kick_no_wait(struct vgpu_channel *ch)
+{
+    ch->sub[ch->pending].no_wait = ch->no_wait_ok;
+    return vgpu_channel_kick(ch);
+}
+
 int vgpu_channel_wait_seq(struct vgpu_channel *ch, uint64_t seq)
 {
     while (ch->seq_completed < seq && ch->n_inflight > 0) {
@@ -890,13 +906,20 @@ int vgpu_channel_sync(struct vgpu_channel *ch, bool only_observable)
         return 0;
     }
     if (only_observable) {
-        bool obs = ch->sub[ch->pending].observable && ch->sub[ch->pending].n > 0;
+        bool obs = ch->unwaited || (ch->sub[ch->pending].observable && ch->sub[ch->pending].n > 0);
         for (uint32_t k = 0; k < ch->n_inflight && !obs; k++)
             obs = ch->sub[ch->fifo[k]].observable;
         if (!obs && ch->n_local == 0)
             return 0;
     }
     int r = 0;
+    if (ch->unwaited && ch->sub[ch->pending].n == 0) {
+        /* The host may still run work of a NO_WAIT batch: one more batch makes it wait. */
+        struct vgpu_submission *p = &ch->sub[ch->pending];
+        static const uint8_t none[4];
+        if (sub_prepare(ch, p) != 0 || sub_append(p, VGPU_CMD_EXT_NOP, none, 0, NULL) != 0)
+            r = -ENOMEM;
+    }
     if (ch->sub[ch->pending].n > 0 && !vgpu_channel_kick(ch))
         r = -EPIPE;
     while (ch->n_inflight > 0) {

@@ -102,6 +102,7 @@ struct vgpu_submission {
     uint32_t                reply_need; /* reply bytes the entries may need */
     bool                    observable; /* has an entry whose effect the guest may read */
     bool                    long_wait;  /* has a graph compute or a big copy */
+    bool                    no_wait;    /* sent with VGPU_BATCH_NO_WAIT */
     uint64_t                seq;
 };
 
@@ -138,6 +139,8 @@ struct vgpu_channel {
     uint64_t               seq_submitted;
     uint64_t               seq_completed;
     bool                   need_resume;     /* the host stopped a batch: next batch resumes */
+    bool                   no_wait_ok;      /* the host takes VGPU_BATCH_NO_WAIT (version >= 3) */
+    bool                   unwaited;        /* the last batch sent had NO_WAIT: sync must send one more */
     bool                   in_rerun;        /* resending: vgpu_channel_area creates nothing */
     uint8_t               *resend_buf;      /* a resent graph's request */
     int                    error;           /* latched failure of a deferred command */
@@ -166,6 +169,14 @@ void vgpu_channel_limit_command(struct vgpu_channel *ch, uint64_t max_command_si
 /* Turns batching on (the host answered EXT_HELLO with version >= 2). */
 void vgpu_channel_enable_batching(struct vgpu_channel *ch);
 static inline bool vgpu_channel_batching(const struct vgpu_channel *ch) { return ch->batching; }
+/* Lets batches that start a compute go with VGPU_BATCH_NO_WAIT (the host answered version >= 3). */
+void vgpu_channel_enable_no_wait(struct vgpu_channel *ch);
+/*
+ * Sends the pending batch now (with VGPU_BATCH_NO_WAIT where the host takes it: the host need
+ * not wait for the compute it starts before replying; the next sync makes it wait). Returns
+ * its sequence number, or 0 (lost, or nothing pending).
+ */
+uint64_t vgpu_channel_kick_no_wait(struct vgpu_channel *ch);
 /* The host backend's thread count (for the wait policy). */
 void vgpu_channel_set_host_threads(struct vgpu_channel *ch, int n_threads);
 

@@ -182,8 +182,11 @@ static void startup(void)
             st->graph_cache_slots = rep.graph_cache_slots;
             vgpu_channel_limit_command(st->ch, rep.max_command_size);
             /* Version 2 hosts take EXT_BATCH: deferred commands, async computes, host buffers. */
-            if (rep.ext_version >= VGPU_EXT_VERSION_BATCH && !vgpu_env_flag("GGML_VIRTGPU_NO_BATCH"))
+            if (rep.ext_version >= VGPU_EXT_VERSION_BATCH && !vgpu_env_flag("GGML_VIRTGPU_NO_BATCH")) {
                 vgpu_channel_enable_batching(st->ch);
+                if (rep.ext_version >= VGPU_EXT_VERSION_NO_WAIT)
+                    vgpu_channel_enable_no_wait(st->ch);
+            }
         } else if (hc == VGPU_ABI_MISMATCH) {
             no_host(st,
                     "%s: ggml ABI mismatch: this guest's ggml has %u ops, %u types, %u-byte tensors (hash "

@@ -1045,8 +1045,9 @@ int vgpu_remote_graph_recompute_async(struct vgpu_channel *ch, uint32_t dev, uin
         m.kind = VGPU_ENTRY_GRAPH;
         m.long_wait = true;
         code = vgpu_channel_defer(ch, &enc, &m);
-        /* Start it now: the host computes while the guest goes on. */
-        if (code == 0 && !vgpu_channel_kick(ch))
+        /* Start it now: the host computes while the guest goes on (and replies without waiting
+         * for the compute: the next sync waits). */
+        if (code == 0 && !vgpu_channel_kick_no_wait(ch))
             code = NOT_LOCKED;
     }
     vgpu_channel_unlock(ch);

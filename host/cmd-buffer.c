@@ -78,6 +78,8 @@ void vgpu_ctx_async_wait(struct vgpu_ctx *ctx)
 {
     uint64_t m = ctx->async_devs;
     ctx->async_devs = 0;
+    ctx->async_guest_mem = false;
+    ctx->wait_epoch++;
     for (uint32_t i = 0; m && i < ctx->n_devices && i < 64; i++) {
         if ((m & (1ull << i)) && ctx->devices[i].backend)
             ggml_backend_synchronize(ctx->devices[i].backend);
@@ -128,6 +130,17 @@ static void captures_note_set(struct vgpu_ctx *ctx, const struct vgpu_buffer *bu
     cs->used += (uint32_t)span;
 }
 
+/*
+ * A queued copy uses `data` (n rows of size bytes, sd apart): unless that is registered host
+ * buffer memory, which ggml's async API keeps valid until a synchronize, it must be done before
+ * the reply (VGPU_BATCH_NO_WAIT).
+ */
+static void note_guest_mem(struct vgpu_ctx *ctx, const uint8_t *data, uint64_t size, uint64_t n, uint64_t sd)
+{
+    if (!vgpu_host_buffer_holds(ctx, data, (n - 1) * sd + size))
+        ctx->async_guest_mem = true;
+}
+
 static uint32_t do_set(struct vgpu_ctx *ctx, struct ggml_tensor *t, const struct vgpu_tinfo *ti, const uint8_t *data,
                        uint64_t offset, uint64_t size, uint64_t n, uint64_t st, uint64_t sd)
 {
@@ -140,6 +153,7 @@ static uint32_t do_set(struct vgpu_ctx *ctx, struct ggml_tensor *t, const struct
             be->iface.set_tensor_2d_async(be, t, data, offset, size, n, st, sd);
         else
             be->iface.set_tensor_async(be, t, data, offset, size);
+        note_guest_mem(ctx, data, size, n, sd);
         return VGPU_OK;
     }
     vgpu_ctx_async_wait(ctx); /* queued copies or computes may use this memory */
@@ -166,6 +180,7 @@ static uint32_t do_get(struct vgpu_ctx *ctx, const struct ggml_tensor *t, const 
             be->iface.get_tensor_2d_async(be, t, data, offset, size, n, st, sd);
         else
             be->iface.get_tensor_async(be, t, data, offset, size);
+        note_guest_mem(ctx, data, size, n, sd);
         return VGPU_OK;
     }
     vgpu_ctx_async_wait(ctx);

@@ -150,6 +150,8 @@ struct vgpu_ctx {
     bool     batch_stopped; /* a batch stopped early: commands answer SKIPPED until a RESUME */
     bool     in_batch;      /* serving batch entries: transfers may queue async backend copies */
     uint64_t async_devs;    /* devices (bit = index) with queued async copies (cmd-buffer.c) */
+    bool     async_guest_mem; /* one of them uses guest memory other than a registered host buffer */
+    uint64_t wait_epoch;    /* vgpu_ctx_async_wait calls so far */
     struct vgpu_captures captures; /* recent EXT_TENSOR_SET bytes (cmd-buffer.c) */
     /* registered host buffers and pinning (cmd-host-buffer.c) */
     struct vgpu_host_buffers *host_buffers;
@@ -226,6 +228,8 @@ uint32_t vgpu_ctx_buffer_free(struct vgpu_ctx *ctx, uint64_t id);
 void vgpu_ctx_async_wait(struct vgpu_ctx *ctx);
 /* Unpins and forgets every registered host buffer (cmd-host-buffer.c). */
 void vgpu_host_buffers_destroy(struct vgpu_ctx *ctx);
+/* True if [p, p + n) lies in one registered host buffer (cmd-host-buffer.c). */
+bool vgpu_host_buffer_holds(const struct vgpu_ctx *ctx, const uint8_t *p, uint64_t n);
 
 /* Grows a scratch area to at least n bytes (64-byte aligned); NULL (not logged) on failure. */
 void *vgpu_scratch_get(struct vgpu_scratch *s, size_t n);

@@ -185,7 +185,7 @@ static uint32_t run_batch(struct vgpu_ctx *ctx, const uint8_t *req, size_t len, 
     uint32_t flags = vgpu_dec_u32(&dec);
     if (!vgpu_dec_ok(&dec))
         return vgpu_set_fatal(ctx, VGPU_INVALID, "batch header truncated (%zu bytes)", len);
-    if (flags & ~VGPU_BATCH_RESUME)
+    if (flags & ~(VGPU_BATCH_RESUME | VGPU_BATCH_NO_WAIT))
         return vgpu_fail(ctx, VGPU_INVALID, "unknown batch flags 0x%x", flags);
     if (n == 0 || n > VGPU_BATCH_MAX_ENTRIES)
         return vgpu_fail(ctx, VGPU_INVALID, "batch of %u entries (1..%u)", n, VGPU_BATCH_MAX_ENTRIES);
@@ -250,8 +250,10 @@ static uint32_t run_batch(struct vgpu_ctx *ctx, const uint8_t *req, size_t len, 
             break;
         }
     }
-    /* Whatever was queued must be done before the reply (and the request bytes) go away. */
-    vgpu_ctx_async_wait(ctx);
+    /* What reads the request or writes guest memory other than host buffers is done before the
+     * reply hands those bytes back; the rest of a NO_WAIT batch may run on (ext.h). */
+    if (!(flags & VGPU_BATCH_NO_WAIT) || ctx->async_guest_mem)
+        vgpu_ctx_async_wait(ctx);
     ctx->in_batch = false;
 
     uint32_t status = stop ? VGPU_BATCH_STOPPED : VGPU_BATCH_ALL_RUN;

@@ -70,6 +70,8 @@ struct vgpu_index_guard {
     /* Device memory of the device copies, kept across plans of this storage while it fits. */
     ggml_backend_buffer_t dev_buf;
     ggml_backend_t        dev_be;   /* synchronized before dev_buf goes: a compute may read it */
+    bool                  staged;   /* uploads from shadow_mem were queued ... */
+    uint64_t              staged_epoch; /* ... before this many vgpu_ctx_async_wait calls */
     uint64_t             *dev_acct; /* the context's bytes_used, which dev_buf is charged to */
 
     /* planning scratch, kept */
@@ -619,6 +621,9 @@ uint32_t vgpu_index_guard_plan(struct vgpu_ctx *ctx, struct vgpu_graph *g, const
             return vgpu_fail(ctx, VGPU_NO_MEMORY, "index guard: out of host memory");
     }
     struct vgpu_index_guard *ig = g->guard;
+    if (ig->staged && ig->staged_epoch == ctx->wait_epoch)
+        vgpu_ctx_async_wait(ctx); /* queued uploads may still read the staging this plan reuses */
+    ig->staged = false;
     vgpu_index_guard_reset(ig);
     struct ggml_tensor *T = g->tensors;
     struct ggml_tensor **nodes = g->cgraph->nodes;
@@ -985,9 +990,14 @@ static uint32_t check_read_inputs(struct vgpu_ctx *ctx, const struct vgpu_graph 
  * Device copies are then uploaded on the backend's stream, ahead of the kernels that read them:
  * what the consumers read is what was checked.
  */
-static uint32_t run_input_checks(struct vgpu_ctx *ctx, const struct vgpu_graph *g, const struct vgpu_index_guard *ig,
+static uint32_t run_input_checks(struct vgpu_ctx *ctx, const struct vgpu_graph *g, struct vgpu_index_guard *ig,
                                  ggml_backend_t backend, uint32_t n)
 {
+    /* The staging is rewritten below: uploads queued from it by an earlier compute that nothing
+     * has waited for yet (a NO_WAIT batch, two computes in one batch) must have read it. */
+    if (ig->staged && ig->staged_epoch == ctx->wait_epoch)
+        vgpu_ctx_async_wait(ctx);
+    ig->staged = false;
     uint32_t r = VGPU_OK, k = 0;
     while (k < n && captured(ctx, g, &ig->checks[k]))
         k++;
@@ -1004,6 +1014,8 @@ static uint32_t run_input_checks(struct vgpu_ctx *ctx, const struct vgpu_graph *
         if (c->shadow >= 0 && c->on_dev) {
             struct ggml_tensor *s = &ig->shadows[c->shadow];
             ggml_backend_tensor_set_async(backend, s, ig->shadow_mem + c->stage, 0, ggml_nbytes(s));
+            ig->staged = true;
+            ig->staged_epoch = ctx->wait_epoch;
         }
     }
     return VGPU_OK;
@@ -1012,7 +1024,7 @@ static uint32_t run_input_checks(struct vgpu_ctx *ctx, const struct vgpu_graph *
 uint32_t vgpu_index_guard_compute(struct vgpu_ctx *ctx, struct vgpu_graph *g, ggml_backend_t backend,
                                   enum ggml_status *status)
 {
-    const struct vgpu_index_guard *ig = g->guard;
+    struct vgpu_index_guard *ig = g->guard;
     *status = GGML_STATUS_SUCCESS;
     mark_async(ctx, g->dev);
     if (!ig || !ig->planned || (ig->n_checks == 0 && ig->n_splits == 0)) {

@@ -8,10 +8,12 @@
 /*
  * Extension version. 2 adds EXT_BATCH, the host-buffer commands and the SKIPPED code; a
  * guest uses them only when EXT_HELLO answers at least 2 (a version-1 host treats their ids
- * as unknown commands, which is fatal).
+ * as unknown commands, which is fatal). 3 adds the EXT_BATCH flag VGPU_BATCH_NO_WAIT (a
+ * version-2 host refuses unknown batch flags).
  */
-#define VGPU_EXT_VERSION 2u
+#define VGPU_EXT_VERSION 3u
 #define VGPU_EXT_VERSION_BATCH 2u
+#define VGPU_EXT_VERSION_NO_WAIT 3u
 
 enum vgpu_ext_command_id {
     VGPU_CMD_EXT_HELLO          = 64,
@@ -73,6 +75,13 @@ enum vgpu_ext_command_id {
  * entry run u32 code, u32 reply_size, reply bytes padded to 4.
  */
 #define VGPU_BATCH_RESUME       (1u << 0) /* request flag: clears the stopped state first */
+/*
+ * Request flag: the reply need not wait for the computes and the copies of registered host
+ * buffer memory that the batch queued (ggml's async API keeps those valid until a synchronize);
+ * the host still completes, before replying, every copy that reads the request or writes the
+ * reply or other guest memory. The guest's next command without the flag waits for all.
+ */
+#define VGPU_BATCH_NO_WAIT      (1u << 1)
 #define VGPU_BATCH_MAX_ENTRIES  4096u
 #define VGPU_BATCH_HEADER_SIZE  8u
 #define VGPU_BATCH_ENTRY_HEADER 8u

@@ -3,14 +3,15 @@
 # weights) and quantizes them (Q4_0) into WORK/models (the 8b takes about 3 minutes), then runs
 # bench/compare.sh --backend cuda (native CUDA0 vs VirtGPU0 vs ggml-rpc, ratios from this run)
 # bench/micro.sh --backend cuda (RTT, bandwidth incl. cudaMemcpy from pinned memory) and
-# bench/calls.sh --backend cuda (commands per generated token, on the first model size).
+# bench/calls.sh --backend cuda (commands per generated token, on the first model size), and
+# bench/greedy.sh (256 greedy tokens of the first model: native and VirtGPU0 texts identical).
 # Results: OUT/compare/, OUT/micro/, OUT/calls/ (OUT defaults to WORK/results).
 #
 # Usage: bench/gpu/run-bench.sh [--detach] [--backend cuda|cpu] [--sizes LIST] [--reps N]
 #                               [--threads N] [--models-only] [--no-micro] WORK [OUT]
 #   --backend B     cuda (default) or cpu (to try the scripts on a machine without a GPU)
 #   --sizes LIST    default 1b,8b
-#   --reps N        llama-bench -r (default 5)
+#   --reps N        llama-bench -r (default 10: tg ratios within about 1%)
 #   --threads N     default: compare.sh's (nproc)
 #   --models-only   prepare the models and stop (all.sh does this while CUDA compiles)
 #   --no-micro      skip micro.sh and calls.sh
@@ -18,7 +19,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-detach=0 backend=cuda sizes=1b,8b reps=5 threads="" models_only=0 micro=1 pos=() args=()
+detach=0 backend=cuda sizes=1b,8b reps=10 threads="" models_only=0 micro=1 pos=() args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --detach) detach=1; shift; continue ;;
@@ -78,6 +79,12 @@ if [ "$micro" = 1 ]; then
         --out "$out/calls" ||
         { gpu_log "calls.sh failed (results/calls/logs/)"; failed="$failed calls"; }
 fi
+first=${sizes%%,*}
+gpu_phase "greedy.sh --backend $backend ($first): native and VirtGPU0 texts identical"
+rm -rf "$out/greedy"
+timeout -k 20 300 "$bench/greedy.sh" "${common[@]}" --backend "$backend" --tokens 256 --out "$out/greedy" \
+    "$MODELS/$first-Q4_0.gguf" | tee "$out/greedy.txt" ||
+    { gpu_log "greedy.sh failed (results/greedy/)"; failed="$failed greedy"; }
 if command -v nvidia-smi >/dev/null 2>&1; then
     nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm,temperature.gpu --format=csv >"$out/gpu-after.csv" 2>&1 || true
 fi

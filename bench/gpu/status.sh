@@ -68,6 +68,7 @@ if [ "$running" = 0 ]; then
     for f in compare micro calls conformance; do
         if [ -f "$work/results/$f/summary.txt" ]; then echo "---- results/$f/summary.txt"; cat "$work/results/$f/summary.txt"; fi
     done
+    if [ -f "$work/results/greedy.txt" ]; then echo "---- results/greedy.txt"; cat "$work/results/greedy.txt"; fi
 fi
 if [ -n "$out" ]; then
     mkdir -p "$out"

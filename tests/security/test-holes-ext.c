@@ -248,7 +248,7 @@ static void test_ext_batch_framing(void **state)
                 batch_entry(e, VGPU_CMD_EXT_NOP, 0, NULL, 0);
             break;
         default: /* FLAGS */
-            e = batch_begin(h, 1, 0x2);
+            e = batch_begin(h, 1, 0x4); /* after RESUME (1) and NO_WAIT (2) */
             batch_entry(e, VGPU_CMD_EXT_BUFFER_CLEAR, (uint32_t)clr_len, clr, clr_len);
             break;
         }
