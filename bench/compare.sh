@@ -12,6 +12,10 @@
 #                    native runs -dev CUDA0, ggml-rpc-server serves CUDA0
 #   --quant TYPE     llama-quantize type of the models (default Q4_0; F16 = not quantized)
 #   --reps N         llama-bench -r (default 5)
+#   --rounds N       run the configurations N times, interleaved (native, virtgpu, rpc, native,
+#                    ...): t/s is the mean of the rounds' means, the ratio the median of the
+#                    per-round ratios and its ± half their range, so that a burst of load on a
+#                    shared machine hits one round, not one configuration (default 1)
 #   --prompt N       llama-bench -p (default 512)
 #   --gen N          llama-bench -n (default 128)
 #   --threads N      threads for every configuration, servers included (default: nproc)
@@ -33,7 +37,7 @@ export BENCH_NAME=compare
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-sizes=tiny,1b backend=cpu quant=Q4_0 reps=5 prompt=512 gen=128 threads=$(nproc)
+sizes=tiny,1b backend=cpu quant=Q4_0 reps=5 rounds=1 prompt=512 gen=128 threads=$(nproc)
 configs=native,virtgpu,rpc out="" build="" llama_bin_opt="" models="" run_timeout=3600 models_only=0
 extra=() guest_env=()
 while [ $# -gt 0 ]; do
@@ -42,6 +46,7 @@ while [ $# -gt 0 ]; do
         --backend) backend=$2; shift 2 ;;
         --quant) quant=$2; shift 2 ;;
         --reps) reps=$2; shift 2 ;;
+        --rounds) rounds=$2; shift 2 ;;
         --prompt) prompt=$2; shift 2 ;;
         --gen) gen=$2; shift 2 ;;
         --threads) threads=$2; shift 2 ;;
@@ -61,7 +66,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$backend" in cpu|cuda) ;; *) die "--backend must be cpu or cuda" ;; esac
-for n in "$reps" "$prompt" "$gen" "$threads" "$run_timeout"; do
+for n in "$reps" "$rounds" "$prompt" "$gen" "$threads" "$run_timeout"; do
     if ! [[ "$n" =~ ^[1-9][0-9]*$ ]]; then die "'$n' is not a positive number"; fi
 done
 IFS=, read -r -a size_list <<<"$sizes"
@@ -125,10 +130,11 @@ ensure_model() {
 }
 
 # ---- one llama-bench run --------------------------------------------------------------------------
-# run_config SIZE CONFIG MODEL: raw CSV to raw/SIZE-CONFIG.csv, stderr to logs/.
+# run_config SIZE CONFIG MODEL ROUND: raw CSV to raw/SIZE-CONFIG[.rROUND].csv, stderr to logs/.
 run_config() {
-    local size=$1 cfg=$2 model=$3
-    local csv="$out/raw/$size-$cfg.csv" elog="$out/logs/$size-$cfg.log"
+    local size=$1 cfg=$2 model=$3 sfx=""
+    [ "$rounds" = 1 ] || sfx=".r$4"
+    local csv="$out/raw/$size-$cfg$sfx.csv" elog="$out/logs/$size-$cfg$sfx.log"
     local args=(-m "$model" -p "$prompt" -n "$gen" -r "$reps" -t "$threads" -ngl 99 -o csv)
     local rc=0 start
     start=$(date +%s)
@@ -181,8 +187,10 @@ for size in "${size_list[@]}"; do
         die "the $size model needs about $need GB of memory, $avail_gb GB available"
     ensure_model "$size"
     log "$size: $(basename "$MODEL")"
-    for cfg in "${config_list[@]}"; do
-        run_config "$size" "$cfg" "$MODEL"
+    for round in $(seq "$rounds"); do
+        for cfg in "${config_list[@]}"; do
+            run_config "$size" "$cfg" "$MODEL" "$round"
+        done
     done
 done
 load_end=$(bench_load)
@@ -191,48 +199,64 @@ load_end=$(bench_load)
 # One row per (size, config, test) from the raw CSVs. llama-bench writes an unquoted header and
 # quoted values; columns are found by name.
 {
-    echo "size,config,test,avg_ts,stddev_ts,n_prompt,n_gen,n_threads,model_type,model_size,devices,backends"
+    echo "size,config,test,avg_ts,stddev_ts,n_prompt,n_gen,n_threads,model_type,model_size,devices,backends,round"
     for size in "${size_list[@]}"; do
         for cfg in "${config_list[@]}"; do
-            awk -v size="$size" -v cfg="$cfg" '
+          for round in $(seq "$rounds"); do
+            sfx=""
+            [ "$rounds" = 1 ] || sfx=".r$round"
+            awk -v size="$size" -v cfg="$cfg" -v round="$round" '
                 NR == 1 { n = split($0, h, ","); for (i = 1; i <= n; i++) col[h[i]] = i; next }
                 {
                     line = substr($0, 2, length($0) - 2)
                     split(line, v, "\",\"")
                     np = v[col["n_prompt"]]; ng = v[col["n_gen"]]
                     test = (np > 0 && ng > 0) ? "pp" np "+tg" ng : (np > 0 ? "pp" np : "tg" ng)
-                    printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", size, cfg, test,
+                    printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", size, cfg, test,
                         v[col["avg_ts"]], v[col["stddev_ts"]], np, ng, v[col["n_threads"]],
-                        v[col["model_type"]], v[col["model_size"]], v[col["devices"]], v[col["backends"]]
-                }' "$out/raw/$size-$cfg.csv"
+                        v[col["model_type"]], v[col["model_size"]], v[col["devices"]], v[col["backends"]], round
+                }' "$out/raw/$size-$cfg$sfx.csv"
+          done
         done
     done
 } >"$out/runs.csv"
 
-# Ratios to native of the same size and test, in this run; the uncertainty is propagated from
-# both standard deviations (r * sqrt((sd_a/a)^2 + (sd_n/n)^2)).
+# Ratios to native of the same size and test, in this run. One round: the uncertainty is
+# propagated from both standard deviations (r * sqrt((sd_a/a)^2 + (sd_n/n)^2)). Several: t/s is
+# the mean of the rounds' means (± their sd), the ratio the median of the per-round ratios (±
+# half their range).
 awk -F, '
     NR == 1 { next }
-    { key = $1 SUBSEP $3; ts[key, $2] = $4; sd[key, $2] = $5; row[++n] = $0
+    { key = $1 SUBSEP $3 SUBSEP $2; ts[key, $13] = $4; sd[key, $13] = $5; nr = ($13 > nr ? $13 : nr)
       if (!(key in seen)) { seen[key] = 1; order[++k] = key } }
+    function sort(a, n,   i, j, t) { for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j > 0 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t } }
     END {
         print "size,test,config,avg_ts,stddev_ts,ratio,ratio_sd"
-        for (i = 1; i <= n; i++) {
-            split(row[i], f, ","); key = f[1] SUBSEP f[3]
-            r = ""; rs = ""
-            if ((key, "native") in ts && ts[key, "native"] > 0) {
-                a = f[4]; s = f[5]; nt = ts[key, "native"]; ns = sd[key, "native"]
-                r = sprintf("%.4f", a / nt)
-                rs = sprintf("%.4f", (a / nt) * sqrt((a > 0 ? (s / a) ^ 2 : 0) + (ns / nt) ^ 2))
+        for (i = 1; i <= k; i++) {
+            split(order[i], f, SUBSEP); nat = f[1] SUBSEP f[2] SUBSEP "native"
+            m = 0; for (r = 1; r <= nr; r++) m += ts[order[i], r]; m /= nr
+            if (nr == 1) { s = sd[order[i], 1] } else { v = 0; for (r = 1; r <= nr; r++) v += (ts[order[i], r] - m) ^ 2; s = sqrt(v / (nr - 1)) }
+            rt = ""; rs = ""
+            if ((nat SUBSEP 1) in ts) {
+                n = 0
+                for (r = 1; r <= nr; r++) if (ts[nat, r] > 0) q[++n] = ts[order[i], r] / ts[nat, r]
+                if (n == 1) {
+                    a = ts[order[i], 1]; as = sd[order[i], 1]; nt = ts[nat, 1]; ns = sd[nat, 1]
+                    rt = sprintf("%.4f", q[1]); rs = sprintf("%.4f", q[1] * sqrt((a > 0 ? (as / a) ^ 2 : 0) + (ns / nt) ^ 2))
+                } else if (n > 1) {
+                    sort(q, n)
+                    med = (n % 2) ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2
+                    rt = sprintf("%.4f", med); rs = sprintf("%.4f", (q[n] - q[1]) / 2)
+                }
             }
-            printf "%s,%s,%s,%s,%s,%s,%s\n", f[1], f[3], f[2], f[4], f[5], r, rs
+            printf "%s,%s,%s,%.6f,%.6f,%s,%s\n", f[1], f[2], f[3], m, s, rt, rs
         }
     }' "$out/runs.csv" >"$out/results.csv"
 
 # The table.
 {
     echo "== $machine"
-    echo "== backend $backend, $quant, threads $threads, llama-bench -p $prompt -n $gen -r $reps -ngl 99 ${extra[*]}"
+    echo "== backend $backend, $quant, threads $threads, llama-bench -p $prompt -n $gen -r $reps -ngl 99 ${extra[*]}$([ "$rounds" = 1 ] || echo "; $rounds rounds, ratios: median of the rounds (± half their range)")"
     [ "${#guest_env[@]}" = 0 ] || echo "== guest (virtgpu and rpc client) environment: ${guest_env[*]}"
     echo "== load average: $load_start at start, $load_end at end; $started; source $(bench_source)"
     awk -F, -v cfgs="$configs" '

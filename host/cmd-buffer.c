@@ -5,6 +5,7 @@
  * through vgpu_range_check / vgpu_res_range, and zero-copy buffers are re-checked before use,
  * all before the backend's buffer functions are called.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "context.h"
@@ -79,6 +80,7 @@ void vgpu_ctx_async_wait(struct vgpu_ctx *ctx)
     uint64_t m = ctx->async_devs;
     ctx->async_devs = 0;
     ctx->async_guest_mem = false;
+    ctx->keep_used = 0;
     ctx->wait_epoch++;
     for (uint32_t i = 0; m && i < ctx->n_devices && i < 64; i++) {
         if ((m & (1ull << i)) && ctx->devices[i].backend)
@@ -141,6 +143,44 @@ static void note_guest_mem(struct vgpu_ctx *ctx, const uint8_t *data, uint64_t s
         ctx->async_guest_mem = true;
 }
 
+/*
+ * The source of a queued set: registered host buffer memory as it is; other bytes (the
+ * request's, a staging resource's) copied into ctx->keep, which lives until the next wait, when
+ * they fit (VGPU_KEEP_BYTES a wait); else `data`, which the reply must then wait for
+ * (VGPU_BATCH_NO_WAIT). The keep area is pinned where the GPU runtime allows: llama.cpp's small
+ * per-token inputs then go by DMA, as they do natively from its pinned input buffers.
+ */
+#define VGPU_KEEP_BYTES (1u << 20)
+static uint8_t *keep_area(struct vgpu_ctx *ctx)
+{
+    if (!ctx->keep) {
+        void *p = NULL;
+        if (posix_memalign(&p, 4096, VGPU_KEEP_BYTES) != 0)
+            return NULL;
+        ctx->keep = p;
+        if (vgpu_host_pin_private(ctx, p, VGPU_KEEP_BYTES))
+            vgpu_log(ctx, VGPU_LOG_DEBUG, "the %u-byte set staging area is pinned", VGPU_KEEP_BYTES);
+    }
+    return ctx->keep;
+}
+static const uint8_t *set_source(struct vgpu_ctx *ctx, const uint8_t *data, uint64_t size, uint64_t n, uint64_t sd)
+{
+    uint64_t span = (n - 1) * sd + size;
+    if (vgpu_host_buffer_holds(ctx, data, span))
+        return data;
+    uint8_t *k = span <= VGPU_KEEP_BYTES - ctx->keep_used ? keep_area(ctx) : NULL;
+    if (!k) {
+        ctx->async_guest_mem = true;
+        return data;
+    }
+    k += ctx->keep_used;
+    memcpy(k, data, (size_t)span);
+    ctx->keep_used += ((size_t)span + 63) & ~(size_t)63;
+    if (ctx->keep_used > VGPU_KEEP_BYTES)
+        ctx->keep_used = VGPU_KEEP_BYTES;
+    return k;
+}
+
 static uint32_t do_set(struct vgpu_ctx *ctx, struct ggml_tensor *t, const struct vgpu_tinfo *ti, const uint8_t *data,
                        uint64_t offset, uint64_t size, uint64_t n, uint64_t st, uint64_t sd)
 {
@@ -149,11 +189,11 @@ static uint32_t do_set(struct vgpu_ctx *ctx, struct ggml_tensor *t, const struct
         return VGPU_OK;
     ggml_backend_t be = async_backend(ctx, t, ti, true, n > 1);
     if (be) {
+        data = set_source(ctx, data, size, n, sd);
         if (n > 1)
             be->iface.set_tensor_2d_async(be, t, data, offset, size, n, st, sd);
         else
             be->iface.set_tensor_async(be, t, data, offset, size);
-        note_guest_mem(ctx, data, size, n, sd);
         return VGPU_OK;
     }
     vgpu_ctx_async_wait(ctx); /* queued copies or computes may use this memory */

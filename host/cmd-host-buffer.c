@@ -54,6 +54,8 @@ struct vgpu_host_buffers {
     int (*reg)(void *ptr, size_t size, unsigned int flags);
     int (*unreg)(void *ptr);
     int (*last_error)(void);
+    void    *private_ptr; /* host-private memory pinned by vgpu_host_pin_private */
+    uint64_t private_size;
 };
 
 static struct vgpu_host_buffers *table(struct vgpu_ctx *ctx)
@@ -137,6 +139,25 @@ bool vgpu_host_buffer_holds(const struct vgpu_ctx *ctx, const uint8_t *p, uint64
     return false;
 }
 
+bool vgpu_host_pin_private(struct vgpu_ctx *ctx, void *p, uint64_t n)
+{
+    struct vgpu_host_buffers *t = table(ctx);
+    if (!t || t->private_ptr)
+        return false;
+    resolve_pinning(ctx, t);
+    if (!t->reg || n > t->quota || t->pinned_bytes > t->quota - n)
+        return false;
+    if (t->reg(p, (size_t)n, GPU_HOST_REGISTER_PORTABLE) != 0) {
+        if (t->last_error)
+            (void)t->last_error();
+        return false;
+    }
+    t->private_ptr = p;
+    t->private_size = n;
+    t->pinned_bytes += n;
+    return true;
+}
+
 void vgpu_host_buffers_destroy(struct vgpu_ctx *ctx)
 {
     struct vgpu_host_buffers *t = ctx->host_buffers;
@@ -144,6 +165,8 @@ void vgpu_host_buffers_destroy(struct vgpu_ctx *ctx)
         return;
     for (uint32_t i = 0; i < t->n; i++)
         unpin(t, &t->e[i]);
+    if (t->private_ptr && t->unreg(t->private_ptr) != 0 && t->last_error)
+        (void)t->last_error();
     free(t->e);
     free(t);
     ctx->host_buffers = NULL;

@@ -386,6 +386,7 @@ void vgpu_ctx_destroy(struct vgpu_ctx *ctx)
     scratch_free(&ctx->aux);
     scratch_free(&ctx->aux2);
     scratch_free(&ctx->copy);
+    free(ctx->keep); /* unpinned by vgpu_host_buffers_destroy above */
     if (ctx->lib)
         dlclose(ctx->lib); /* RTLD_NODELETE: only drops the reference */
     free(ctx);

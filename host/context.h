@@ -151,6 +151,8 @@ struct vgpu_ctx {
     bool     in_batch;      /* serving batch entries: transfers may queue async backend copies */
     uint64_t async_devs;    /* devices (bit = index) with queued async copies (cmd-buffer.c) */
     bool     async_guest_mem; /* one of them uses guest memory other than a registered host buffer */
+    uint8_t *keep;          /* sources of queued sets, copied out of the request (cmd-buffer.c) */
+    size_t   keep_used;
     uint64_t wait_epoch;    /* vgpu_ctx_async_wait calls so far */
     struct vgpu_captures captures; /* recent EXT_TENSOR_SET bytes (cmd-buffer.c) */
     /* registered host buffers and pinning (cmd-host-buffer.c) */
@@ -228,6 +230,13 @@ uint32_t vgpu_ctx_buffer_free(struct vgpu_ctx *ctx, uint64_t id);
 void vgpu_ctx_async_wait(struct vgpu_ctx *ctx);
 /* Unpins and forgets every registered host buffer (cmd-host-buffer.c). */
 void vgpu_host_buffers_destroy(struct vgpu_ctx *ctx);
+/*
+ * Pins host-private memory [p, p + n) (page-aligned) with the backend's GPU runtime, like a
+ * registered host buffer and within the same pinned-bytes quota, until the context ends
+ * (vgpu_host_buffers_destroy, before the memory is freed). One region per context; false when
+ * it cannot (no GPU runtime, quota, an error).
+ */
+bool vgpu_host_pin_private(struct vgpu_ctx *ctx, void *p, uint64_t n);
 /* True if [p, p + n) lies in one registered host buffer (cmd-host-buffer.c). */
 bool vgpu_host_buffer_holds(const struct vgpu_ctx *ctx, const uint8_t *p, uint64_t n);
 
