@@ -6,6 +6,8 @@
 # overwrites, the path a CUDA host takes on every llama.cpp decode graph.
 . "$(dirname "$0")/lib.sh"
 vgpu_start_rpc rpc
+# (In the sanitizer build: ggml-rpc's process-long registry is not a leak of ours.)
+export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$(dirname "$0")/lsan-deps.supp:print_suppressions=0"
 note "index-guard tests on the ggml-rpc device at $VGPU_RPC_EP"
 VGPU_TEST_RPC_ENDPOINT=$VGPU_RPC_EP VGPU_TEST_RPC_BACKEND="$LLAMA_BIN/libggml-rpc.so" \
     "$VGPU_BUILD/bin/test-host-index-guard" >"$VGPU_SCRATCH/test.out" 2>&1 ||
