@@ -549,6 +549,13 @@ uint32_t vgpu_cmd_ext_tensor_set(struct vgpu_ctx *ctx, struct vgpu_dec *dec, str
     }
     /* [offset, offset + (n - 1) * stride + size) of the tensor: checked by ext_transfer_check */
     uint64_t written = (x.n_copies - 1) * x.stride_tensor + x.size;
+    /* A resource that is also the memory of a zero-copy destination: the ranges must not meet
+     * (the copy is a memcpy; found by fuzz-dispatch). */
+    if (x.n_copies && ti.buf->base) {
+        const uint8_t *dst = ti.buf->base + ti.off + x.offset;
+        if (data < dst + written && dst < data + span)
+            return vgpu_fail(ctx, VGPU_INVALID, "the source of the set overlaps its destination");
+    }
     /* (Zero-copy memory changes without commands: never captured.) */
     captures_note_set(ctx, ti.buf, ti.off + x.offset, x.n_copies ? written : 0,
                       x.n_copies == 1 && !ti.buf->zero_copy ? data : NULL);
