@@ -71,7 +71,7 @@ static ggml_backend_t async_backend(struct vgpu_ctx *ctx, const struct ggml_tens
                    : (two_d ? be->iface.get_tensor_2d_async != NULL : be->iface.get_tensor_async != NULL);
     if (!has)
         return NULL;
-    ctx->async_devs |= 1ull << dev;
+    vgpu_ctx_mark_async(ctx, dev);
     return be;
 }
 

@@ -228,6 +228,13 @@ uint32_t vgpu_ctx_buffer_free(struct vgpu_ctx *ctx, uint64_t id);
 
 /* Waits for the async copies queued on the devices' backends (cmd-buffer.c); idempotent. */
 void vgpu_ctx_async_wait(struct vgpu_ctx *ctx);
+/* Work was queued on device dev's backend: the next vgpu_ctx_async_wait waits for it (a context
+ * has at most 64 devices). */
+static inline void vgpu_ctx_mark_async(struct vgpu_ctx *ctx, uint32_t dev)
+{
+    if (dev < 64)
+        ctx->async_devs |= 1ull << dev;
+}
 /* Unpins and forgets every registered host buffer (cmd-host-buffer.c). */
 void vgpu_host_buffers_destroy(struct vgpu_ctx *ctx);
 /*

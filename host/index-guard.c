@@ -884,15 +884,15 @@ static uint32_t run_check(struct vgpu_ctx *ctx, const struct vgpu_graph *g, cons
     const size_t extent = ggml_nbytes(X);
     uint8_t *out = c->shadow >= 0 ? ig->shadow_mem + c->stage : NULL;
     const bool whole = fetched || extent <= VGPU_COPY_CHUNK;
-    const uint8_t *buf = fetched;
+    uint8_t *scratch = NULL; /* reads into it; every read when the bytes are not `fetched` */
     if (!fetched) {
-        uint8_t *s = vgpu_scratch_get(&ctx->copy, whole ? extent : VGPU_COPY_CHUNK);
-        if (!s)
+        scratch = vgpu_scratch_get(&ctx->copy, whole ? extent : VGPU_COPY_CHUNK);
+        if (!scratch)
             return vgpu_fail(ctx, VGPU_NO_MEMORY, "index guard: no memory to read index tensor '%s'", X->name);
         if (whole)
-            ggml_backend_tensor_get(X, s, 0, extent);
-        buf = s;
+            ggml_backend_tensor_get(X, scratch, 0, extent);
     }
+    const uint8_t *buf = fetched ? fetched : scratch;
     const size_t row_span = (size_t)(X->ne[0] - 1) * X->nb[0] + es;
     int64_t i[4], v;
     for (i[3] = 0; i[3] < X->ne[3]; i[3]++) {
@@ -902,11 +902,11 @@ static uint32_t run_check(struct vgpu_ctx *ctx, const struct vgpu_graph *g, cons
                 const uint8_t *base = buf + (whole ? row : 0);
                 const bool by_element = !whole && row_span > VGPU_COPY_CHUNK;
                 if (!whole && !by_element)
-                    ggml_backend_tensor_get(X, (uint8_t *)buf, row, row_span);
+                    ggml_backend_tensor_get(X, scratch, row, row_span);
                 for (i[0] = 0; i[0] < X->ne[0]; i[0]++) {
                     const uint8_t *p = base + (size_t)i[0] * X->nb[0];
                     if (by_element) {
-                        ggml_backend_tensor_get(X, (uint8_t *)buf, row + (size_t)i[0] * X->nb[0], es);
+                        ggml_backend_tensor_get(X, scratch, row + (size_t)i[0] * X->nb[0], es);
                         p = buf;
                     }
                     if (!in_range(p, es, c->bound, &v))
@@ -920,13 +920,6 @@ static uint32_t run_check(struct vgpu_ctx *ctx, const struct vgpu_graph *g, cons
         }
     }
     return VGPU_OK;
-}
-
-/* Queued work of the graph's device must finish before the dispatcher's next wait returns. */
-static void mark_async(struct vgpu_ctx *ctx, uint32_t dev)
-{
-    if (dev < 64)
-        ctx->async_devs |= 1ull << dev;
 }
 
 /*
@@ -1026,10 +1019,11 @@ uint32_t vgpu_index_guard_compute(struct vgpu_ctx *ctx, struct vgpu_graph *g, gg
 {
     struct vgpu_index_guard *ig = g->guard;
     *status = GGML_STATUS_SUCCESS;
-    mark_async(ctx, g->dev);
     if (!ig || !ig->planned || (ig->n_checks == 0 && ig->n_splits == 0)) {
-        if (g->n_nodes)
+        if (g->n_nodes) {
+            vgpu_ctx_mark_async(ctx, g->dev);
             *status = ggml_backend_graph_compute_async(backend, g->cgraph);
+        }
         return VGPU_OK;
     }
     uint32_t ci = 0, start = 0, r;
@@ -1048,7 +1042,7 @@ uint32_t vgpu_index_guard_compute(struct vgpu_ctx *ctx, struct vgpu_graph *g, gg
         if (end > start) {
             struct ggml_cgraph view = ig->n_splits ? ggml_graph_view(g->cgraph, (int)start, (int)end) : *g->cgraph;
             view.uid = ig->seg_uid[s];
-            mark_async(ctx, g->dev);
+            vgpu_ctx_mark_async(ctx, g->dev);
             *status = ggml_backend_graph_compute_async(backend, &view);
             if (*status != GGML_STATUS_SUCCESS)
                 return VGPU_OK;

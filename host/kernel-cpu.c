@@ -451,7 +451,7 @@ static bool k_sum(struct kc *k, const struct ggml_tensor *t)
     return true;
 }
 
-/* SUM_ROWS, CUMSUM: F32; GGML_ASSERT nb0 of src0 and dst == sizeof(float). */
+/* SUM_ROWS, CUMSUM, REPEAT_BACK: F32; GGML_ASSERT nb0 of src0 and dst == sizeof(float). */
 static bool f32_elem0(struct kc *k, const struct ggml_tensor *t)
 {
     REQ(T0->type == GGML_TYPE_F32, "F32 only, not %s", tn(T0));
@@ -479,14 +479,6 @@ static bool k_repeat(struct kc *k, const struct ggml_tensor *t)
     REQ(a == GGML_TYPE_F16 || a == GGML_TYPE_BF16 || a == GGML_TYPE_I16 || a == GGML_TYPE_F32 ||
             a == GGML_TYPE_I32,
         "no REPEAT kernel for %s", tn(T0));
-    REQ(elem0(t) && elem0(T0), "dst and src0 elements must be adjacent");
-    return true;
-}
-
-/* REPEAT_BACK: F32; GGML_ASSERT nb0 / nb00. */
-static bool k_repeat_back(struct kc *k, const struct ggml_tensor *t)
-{
-    REQ(T0->type == GGML_TYPE_F32, "F32 only, not %s", tn(T0));
     REQ(elem0(t) && elem0(T0), "dst and src0 elements must be adjacent");
     return true;
 }
@@ -1112,7 +1104,7 @@ static kc_fn rule(enum ggml_op op)
         case GGML_OP_REPEAT:
             return k_repeat;
         case GGML_OP_REPEAT_BACK:
-            return k_repeat_back;
+            return f32_elem0;
         case GGML_OP_CONCAT:
             return k_concat;
         case GGML_OP_SILU_BACK:

@@ -312,6 +312,24 @@ static void fill_f32(float *p, int n, int seed)
         p[i] = (float)((i * 7 + seed * 3) % 11) - 5.0f + 0.25f * (float)seed;
 }
 
+/* A value no compute of these tests writes: a refused compute must leave it. */
+static void fill_sentinel(float *p, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = 777.0f;
+}
+
+/*
+ * The plan line of a graph whose one index operand is a graph input: checked before the
+ * compute, read from a device copy on a device that is not a CPU, no segment boundary.
+ */
+static void expect_input_plan(const char *log)
+{
+    assert_non_null(strstr(log, "1 checked before compute, 0 between segments"));
+    assert_non_null(strstr(log, rpc_endpoint ? "1 private copies (1 on the device)" : "0 private copies"));
+    assert_non_null(strstr(log, "0 segment boundaries"));
+}
+
 static void expect_close(const float *got, const float *want, int n, const char *what)
 {
     for (int i = 0; i < n; i++) {
@@ -359,15 +377,12 @@ static void test_get_rows_input(void **state)
     put_t(&g, ids, good, sizeof(good));
     const char *log;
     assert_int_equal(compute_logged(&g, 0, &log), VGPU_OK);
-    assert_non_null(strstr(log, "1 checked before compute, 0 between segments"));
-    assert_non_null(strstr(log, rpc_endpoint ? "1 private copies (1 on the device)" : "0 private copies"));
-    assert_non_null(strstr(log, "0 segment boundaries"));
+    expect_input_plan(log);
     check_get_rows(&g, a, dst, good);
 
     const int32_t bad[][GR_N] = { { -1, 0, 0 }, { 0, GR_NR, 0 }, { 0, 0, INT32_MAX }, { INT32_MIN, 1, 1 } };
     float sentinel[GR_NC * GR_N];
-    for (int i = 0; i < GR_NC * GR_N; i++)
-        sentinel[i] = 777.0f;
+    fill_sentinel(sentinel, GR_NC * GR_N);
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
         put_t(&g, dst, sentinel, sizeof(sentinel));
         put_t(&g, ids, bad[k], sizeof(bad[k]));
@@ -405,9 +420,7 @@ static void test_input_overwritten(void **state)
     put_t(&g, ids, good, sizeof(good));
     const char *log;
     assert_int_equal(compute_logged(&g, 61, &log), VGPU_OK);
-    assert_non_null(strstr(log, "1 checked before compute, 0 between segments"));
-    assert_non_null(strstr(log, rpc_endpoint ? "1 private copies (1 on the device)" : "0 private copies"));
-    assert_non_null(strstr(log, "0 segment boundaries"));
+    expect_input_plan(log);
     check_get_rows(&g, a, dst, good);
     float W[GR_N];
     get_t(&g, w, W, sizeof(W));
@@ -427,8 +440,7 @@ static void test_input_overwritten(void **state)
 
     const int32_t bad[GR_N] = { 0, GR_NR, 0 };
     float sentinel[GR_NC * GR_N];
-    for (int i = 0; i < GR_NC * GR_N; i++)
-        sentinel[i] = 777.0f;
+    fill_sentinel(sentinel, GR_NC * GR_N);
     put_t(&g, dst, sentinel, sizeof(sentinel));
     put_t(&g, ids, bad, sizeof(bad));
     expect_refused_ex(&g, 61, true, "GET_ROWS", NULL);
@@ -790,8 +802,7 @@ static void test_in_graph_cpy(void **state)
 
     const float fbad[][GR_N] = { { 1.0f, 5.0f, 0.0f }, { -1.0f, 0.0f, 0.0f }, { 0.0f, 0.0f, 3.0e9f } };
     float sentinel[GR_NC * GR_N];
-    for (int i = 0; i < GR_NC * GR_N; i++)
-        sentinel[i] = 777.0f;
+    fill_sentinel(sentinel, GR_NC * GR_N);
     const int cpy_ran[] = { (int)ileaf, -1 }; /* the CPY (before the consumer) has run */
     for (size_t k = 0; k < sizeof(fbad) / sizeof(fbad[0]); k++) {
         put_t(&g, f, fbad[k], sizeof(fbad[k]));
@@ -896,8 +907,7 @@ static void test_argsort_too_wide(void **state)
     put_t(&o.g, o.logits, bad, sizeof(bad));
     const int ran[] = { (int)o.sorted, -1 };
     float sentinel[MM * MU * MT];
-    for (int i = 0; i < MM * MU * MT; i++)
-        sentinel[i] = 777.0f;
+    fill_sentinel(sentinel, MM * MU * MT);
     put_t(&o.g, o.m.dst, sentinel, sizeof(sentinel));
     expect_refused(&o.g, 0, "MUL_MAT_ID", ran);
     float d[MM * MU * MT];
