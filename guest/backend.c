@@ -306,7 +306,10 @@ static enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggm
         m.resend = resend_graph;
         m.resend_user = dev;
         snprintf(m.what, sizeof(m.what), "%s: graph compute (uid %llu)", dev->name, (unsigned long long)uid);
-        int code = vgpu_remote_graph_recompute_async(st->ch, dev->index, uid, &m);
+        /* A backend without async operations (the CPU's) has computed by the time it answers
+         * any batch: NO_WAIT would only add the round trip that a sync then needs. */
+        bool no_wait = (dev->info.caps & VGPU_CAP_ASYNC) != 0;
+        int code = vgpu_remote_graph_recompute_async(st->ch, dev->index, uid, &m, no_wait);
         if (code != VGPU_OK)
             return compute_failed(dev, "host error", code);
         return GGML_STATUS_SUCCESS;

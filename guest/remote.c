@@ -1034,7 +1034,7 @@ int vgpu_remote_encode_graph_request(struct vgpu_channel *ch, struct vgpu_enc *e
 }
 
 int vgpu_remote_graph_recompute_async(struct vgpu_channel *ch, uint32_t dev, uint64_t uid,
-                                      const struct vgpu_entry_meta *meta)
+                                      const struct vgpu_entry_meta *meta, bool no_wait)
 {
     if (!vgpu_channel_lock(ch))
         return NOT_LOCKED;
@@ -1045,9 +1045,9 @@ int vgpu_remote_graph_recompute_async(struct vgpu_channel *ch, uint32_t dev, uin
         m.kind = VGPU_ENTRY_GRAPH;
         m.long_wait = true;
         code = vgpu_channel_defer(ch, &enc, &m);
-        /* Start it now: the host computes while the guest goes on (and replies without waiting
-         * for the compute: the next sync waits). */
-        if (code == 0 && !vgpu_channel_kick_no_wait(ch))
+        /* Start it now: the host computes while the guest goes on (with no_wait it replies
+         * without waiting for the compute, and the next sync waits). */
+        if (code == 0 && !(no_wait ? vgpu_channel_kick_no_wait(ch) : vgpu_channel_kick(ch)))
             code = NOT_LOCKED;
     }
     vgpu_channel_unlock(ch);
