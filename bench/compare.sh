@@ -16,8 +16,8 @@
 #                    ...): t/s is the mean of the rounds' means, the ratio the median of the
 #                    per-round ratios and its ± half their range, so that a burst of load on a
 #                    shared machine hits one round, not one configuration (default 1)
-#   --prompt N       llama-bench -p (default 512)
-#   --gen N          llama-bench -n (default 128)
+#   --prompt N       llama-bench -p (default 512; 0: no prompt test)
+#   --gen N          llama-bench -n (default 128; 0: no generation test)
 #   --threads N      threads for every configuration, servers included (default: nproc)
 #   --configs LIST   subset of native,virtgpu,rpc, in that order (default: all three)
 #   --out DIR        results (default build/bench-results/compare-<date>)
@@ -66,9 +66,13 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$backend" in cpu|cuda) ;; *) die "--backend must be cpu or cuda" ;; esac
-for n in "$reps" "$rounds" "$prompt" "$gen" "$threads" "$run_timeout"; do
+for n in "$reps" "$rounds" "$threads" "$run_timeout"; do
     if ! [[ "$n" =~ ^[1-9][0-9]*$ ]]; then die "'$n' is not a positive number"; fi
 done
+for n in "$prompt" "$gen"; do
+    if ! [[ "$n" =~ ^(0|[1-9][0-9]*)$ ]]; then die "'$n' is not a number of tokens"; fi
+done
+[ "$prompt" != 0 ] || [ "$gen" != 0 ] || die "--prompt 0 and --gen 0: no test left"
 IFS=, read -r -a size_list <<<"$sizes"
 IFS=, read -r -a config_list <<<"$configs"
 for s in "${size_list[@]}"; do case "$s" in tiny|1b|8b) ;; *) die "unknown size '$s' (tiny, 1b, 8b)" ;; esac; done
@@ -206,6 +210,9 @@ load_end=$(bench_load)
             sfx=""
             [ "$rounds" = 1 ] || sfx=".r$round"
             awk -v size="$size" -v cfg="$cfg" -v round="$round" '
+                # A value with a comma (backends "CUDA,VirtGPU" where the dependency has CUDA
+                # built in) would shift the columns of runs.csv: "+" instead.
+                function f(name,   s) { s = v[col[name]]; gsub(/,/, "+", s); return s }
                 NR == 1 { n = split($0, h, ","); for (i = 1; i <= n; i++) col[h[i]] = i; next }
                 {
                     line = substr($0, 2, length($0) - 2)
@@ -213,8 +220,8 @@ load_end=$(bench_load)
                     np = v[col["n_prompt"]]; ng = v[col["n_gen"]]
                     test = (np > 0 && ng > 0) ? "pp" np "+tg" ng : (np > 0 ? "pp" np : "tg" ng)
                     printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", size, cfg, test,
-                        v[col["avg_ts"]], v[col["stddev_ts"]], np, ng, v[col["n_threads"]],
-                        v[col["model_type"]], v[col["model_size"]], v[col["devices"]], v[col["backends"]], round
+                        f("avg_ts"), f("stddev_ts"), np, ng, f("n_threads"),
+                        f("model_type"), f("model_size"), f("devices"), f("backends"), round
                 }' "$out/raw/$size-$cfg$sfx.csv"
           done
         done
@@ -227,7 +234,7 @@ load_end=$(bench_load)
 # half their range).
 awk -F, '
     NR == 1 { next }
-    { key = $1 SUBSEP $3 SUBSEP $2; ts[key, $13] = $4; sd[key, $13] = $5; nr = ($13 > nr ? $13 : nr)
+    { key = $1 SUBSEP $3 SUBSEP $2; ts[key, $13] = $4; sd[key, $13] = $5; nr = ($13 + 0 > nr ? $13 + 0 : nr)
       if (!(key in seen)) { seen[key] = 1; order[++k] = key } }
     function sort(a, n,   i, j, t) { for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j > 0 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t } }
     END {
