@@ -262,6 +262,33 @@ static enum ggml_status compute_failed(struct vgpu_device *dev, const char *what
     return GGML_STATUS_FAILED;
 }
 
+/* The bookkeeping of a queued compute of uid: what a deferred error names. */
+static void graph_meta(const struct vgpu_device *dev, uint64_t uid, struct vgpu_entry_meta *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->uid = uid;
+    snprintf(m->what, sizeof(m->what), "%s: graph compute (uid %llu)", dev->name, (unsigned long long)uid);
+}
+
+/* After ctx->img went to the host under uid: mirrored, with the image kept for resends (async
+ * recomputes of a graph the host dropped) when there is room to resend it from. */
+static void remember_graph(struct vgpu_backend_ctx *ctx, uint64_t uid)
+{
+    struct vgpu_device *dev = ctx->dev;
+    struct vgpu_channel *ch = dev->state->ch;
+    if (!uid)
+        return;
+    bool keep = false;
+    if (vgpu_channel_batching(ch) && vgpu_channel_lock(ch)) {
+        keep = vgpu_channel_reserve_resend(ch, ctx->img.size) == 0;
+        vgpu_channel_unlock(ch);
+    }
+    if (keep)
+        vgpu_graph_lru_insert_image(&dev->graphs, uid, ctx->img.data, ctx->img.size);
+    else
+        vgpu_graph_lru_insert(&dev->graphs, uid);
+}
+
 static enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggml_cgraph *cgraph)
 {
     struct vgpu_backend_ctx *ctx = ctx_of(backend);
@@ -296,20 +323,18 @@ static enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggm
 
     /* Graph reuse: a uid the host holds is recomputed without sending the graph again. */
     uint64_t uid = st->graph_cache_slots ? cgraph->uid : 0;
+    /* A backend without async operations (the CPU's) has computed by the time it answers any
+     * batch: NO_WAIT would only add the round trip that a sync then needs. */
+    const bool batching = vgpu_channel_batching(st->ch);
+    const bool no_wait = (dev->info.caps & VGPU_CAP_ASYNC) != 0;
     uint32_t result;
-    if (uid && vgpu_channel_batching(st->ch) && vgpu_graph_lru_touch(&dev->graphs, uid) &&
-        vgpu_graph_lru_has_image(&dev->graphs, uid)) {
+    if (uid && batching && vgpu_graph_lru_touch(&dev->graphs, uid) && vgpu_graph_lru_has_image(&dev->graphs, uid)) {
         /* Asynchronous: submitted now, completed by synchronize (or any later command). */
         struct vgpu_entry_meta m;
-        memset(&m, 0, sizeof(m));
-        m.uid = uid;
+        graph_meta(dev, uid, &m);
         m.resend = resend_graph;
         m.resend_user = dev;
-        snprintf(m.what, sizeof(m.what), "%s: graph compute (uid %llu)", dev->name, (unsigned long long)uid);
-        /* A backend without async operations (the CPU's) has computed by the time it answers
-         * any batch: NO_WAIT would only add the round trip that a sync then needs. */
-        bool no_wait = (dev->info.caps & VGPU_CAP_ASYNC) != 0;
-        int code = vgpu_remote_graph_recompute_async(st->ch, dev->index, uid, &m, no_wait);
+        int code = vgpu_remote_graph_compute_async(st->ch, dev->index, uid, NULL, 0, &m, no_wait);
         if (code != VGPU_OK)
             return compute_failed(dev, "host error", code);
         return GGML_STATUS_SUCCESS;
@@ -325,23 +350,25 @@ static enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggm
     }
     if (vgpu_graph_serialize(&ctx->img, cgraph, &vgpu_locator, VGPU_GRAPH_FORM_EXT, why, sizeof(why)) != 0)
         return compute_failed(dev, why, 0);
+    if (batching) {
+        /* A new graph is queued like a recompute when it fits one command, so that the guest
+         * prepares the next one (a prompt's next ubatch) while the host computes this one. */
+        struct vgpu_entry_meta m;
+        graph_meta(dev, uid, &m);
+        int code = vgpu_remote_graph_compute_async(st->ch, dev->index, uid, ctx->img.data, ctx->img.size, &m, no_wait);
+        if (code == VGPU_OK) {
+            remember_graph(ctx, uid);
+            return GGML_STATUS_SUCCESS;
+        }
+        if (code != -EMSGSIZE)
+            return compute_failed(dev, "host error", code);
+    }
     int code = vgpu_remote_graph_compute(st->ch, dev->index, uid, ctx->img.data, ctx->img.size, &result, &status);
     if (code != VGPU_OK)
         return compute_failed(dev, "host error", code);
     if (result != VGPU_GRAPH_COMPUTED)
         return compute_failed(dev, "the host did not compute the graph it was sent", 0);
-    if (uid) {
-        /* Kept for resends (async recomputes): only with room to resend it from. */
-        bool keep = false;
-        if (vgpu_channel_batching(st->ch) && vgpu_channel_lock(st->ch)) {
-            keep = vgpu_channel_reserve_resend(st->ch, ctx->img.size) == 0;
-            vgpu_channel_unlock(st->ch);
-        }
-        if (keep)
-            vgpu_graph_lru_insert_image(&dev->graphs, uid, ctx->img.data, ctx->img.size);
-        else
-            vgpu_graph_lru_insert(&dev->graphs, uid);
-    }
+    remember_graph(ctx, uid);
     return to_ggml_status(status);
 }
 

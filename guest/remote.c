@@ -995,8 +995,13 @@ int vgpu_remote_tensor_init(struct vgpu_channel *ch, const struct vgpu_tensor_re
  * Encodes a graph request for cmd with the image inline (small) or in a shared area
  * (lock held). Returns 0 or < 0.
  */
+/*
+ * The image goes inline when it is at most inline_max bytes and fits one command, else
+ * through the channel's area, which only a waited command may use (the next user rewrites
+ * it); inline_max SIZE_MAX with no area allowed: -EMSGSIZE when it does not fit.
+ */
 static int encode_graph_body(struct vgpu_channel *ch, struct vgpu_enc *enc, bool begin, uint32_t cmd, uint32_t dev,
-                             uint64_t uid, const uint8_t *image, size_t size)
+                             uint64_t uid, const uint8_t *image, size_t size, size_t inline_max)
 {
     struct vgpu_graph_request g;
     memset(&g, 0, sizeof(g));
@@ -1004,8 +1009,10 @@ static int encode_graph_body(struct vgpu_channel *ch, struct vgpu_enc *enc, bool
     g.uid = uid;
     g.size = size;
     /* 12 + 8 + 8: the APIR header and, in a batch, the batch and entry headers. */
-    bool inline_image = size > 0 && size <= VGPU_INLINE_GRAPH_MAX &&
+    bool inline_image = size > 0 && size <= inline_max &&
                         12 + 16 + GRAPH_REQUEST_SIZE + 8 + vgpu_pad4(size) <= ch->cmd_cap;
+    if (size > 0 && !inline_image && inline_max == SIZE_MAX)
+        return -EMSGSIZE;
     if (size > 0 && !inline_image) {
         struct vgpu_resource *area = vgpu_channel_area(ch, size);
         if (!area)
@@ -1024,22 +1031,23 @@ static int encode_graph_body(struct vgpu_channel *ch, struct vgpu_enc *enc, bool
 static int encode_graph(struct vgpu_channel *ch, struct vgpu_enc *enc, uint32_t cmd, uint32_t dev, uint64_t uid,
                         const uint8_t *image, size_t size)
 {
-    return encode_graph_body(ch, enc, true, cmd, dev, uid, image, size);
+    return encode_graph_body(ch, enc, true, cmd, dev, uid, image, size, VGPU_INLINE_GRAPH_MAX);
 }
 
 int vgpu_remote_encode_graph_request(struct vgpu_channel *ch, struct vgpu_enc *enc, uint32_t dev, uint64_t uid,
                                      const uint8_t *image, size_t size)
 {
-    return encode_graph_body(ch, enc, false, VGPU_CMD_EXT_GRAPH_COMPUTE, dev, uid, image, size);
+    return encode_graph_body(ch, enc, false, VGPU_CMD_EXT_GRAPH_COMPUTE, dev, uid, image, size,
+                             VGPU_INLINE_GRAPH_MAX);
 }
 
-int vgpu_remote_graph_recompute_async(struct vgpu_channel *ch, uint32_t dev, uint64_t uid,
-                                      const struct vgpu_entry_meta *meta, bool no_wait)
+int vgpu_remote_graph_compute_async(struct vgpu_channel *ch, uint32_t dev, uint64_t uid, const uint8_t *image,
+                                    size_t size, const struct vgpu_entry_meta *meta, bool no_wait)
 {
     if (!vgpu_channel_lock(ch))
         return NOT_LOCKED;
     struct vgpu_enc enc;
-    int code = encode_graph(ch, &enc, VGPU_CMD_EXT_GRAPH_COMPUTE, dev, uid, NULL, 0);
+    int code = encode_graph_body(ch, &enc, true, VGPU_CMD_EXT_GRAPH_COMPUTE, dev, uid, image, size, SIZE_MAX);
     if (code == 0) {
         struct vgpu_entry_meta m = *meta;
         m.kind = VGPU_ENTRY_GRAPH;

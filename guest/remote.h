@@ -123,14 +123,15 @@ int vgpu_remote_graph_compute(struct vgpu_channel *ch, uint32_t dev, uint64_t ui
                               size_t size, uint32_t *result, int32_t *status);
 int vgpu_remote_base_graph_compute(struct vgpu_channel *ch, const uint8_t *image, size_t size, int32_t *status);
 /*
- * Batching hosts: queues EXT_GRAPH_COMPUTE of the graph cached under uid and submits it
- * without waiting. meta (kind GRAPH set here) carries the resend hook for a host that no
- * longer holds it. Its outcome is a deferred error. no_wait: the batch carries
- * VGPU_BATCH_NO_WAIT (the host answers before the compute ends; a later sync costs one more
- * round trip), worth it only where the host backend computes asynchronously.
+ * Batching hosts: queues EXT_GRAPH_COMPUTE (the graph cached under uid when size is 0, else
+ * the image, which must fit one command inline: -EMSGSIZE otherwise, nothing queued) and
+ * submits it without waiting. meta (kind GRAPH set here) carries the resend hook for a host
+ * that no longer holds a cached graph. Its outcome is a deferred error. no_wait: the batch
+ * carries VGPU_BATCH_NO_WAIT (the host answers before the compute ends; a later sync costs
+ * one more round trip), worth it only where the host backend computes asynchronously.
  */
-int vgpu_remote_graph_recompute_async(struct vgpu_channel *ch, uint32_t dev, uint64_t uid,
-                                      const struct vgpu_entry_meta *meta, bool no_wait);
+int vgpu_remote_graph_compute_async(struct vgpu_channel *ch, uint32_t dev, uint64_t uid, const uint8_t *image,
+                                    size_t size, const struct vgpu_entry_meta *meta, bool no_wait);
 /* The EXT_GRAPH_COMPUTE request of a full image (for a resend hook), without the APIR header. */
 int vgpu_remote_encode_graph_request(struct vgpu_channel *ch, struct vgpu_enc *enc, uint32_t dev, uint64_t uid,
                                      const uint8_t *image, size_t size);
