@@ -63,6 +63,14 @@ fi
 # so that it cannot eat the machine's time: compare.sh 15 min (each llama-bench run 5 min),
 # micro.sh and calls.sh 5 min each.
 failed=""
+# all.sh starts this as the dependency build ends: three GPU sessions measured with a load
+# average of 4 to 7 at the start, and the 1b ratios swung most. Up to 90 s for it to settle.
+gpu_phase "waiting for the load average to fall below 2 (at most 90 s)"
+for _ in $(seq 18); do
+    awk '{ exit !($1 < 2) }' /proc/loadavg && break
+    sleep 5
+done
+gpu_log "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 gpu_phase "compare.sh --backend $backend --sizes $sizes"
 rm -rf "$out/compare"
 timeout -k 20 900 "$bench/compare.sh" "${common[@]}" --models "$MODELS" --backend "$backend" --sizes "$sizes" \
