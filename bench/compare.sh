@@ -26,9 +26,7 @@
 #   --models DIR     model cache (default <build>/bench-models)
 #   --run-timeout S  limit for one llama-bench run (default 3600)
 #   --guest-env V=X  an environment variable for the client processes of virtgpu and rpc (the
-#                    guests), repeatable; printed with the results. E.g. GOMP_SPINCOUNT=0: their
-#                    CPU backend computes only the token embedding lookup, and its idle OpenMP
-#                    threads otherwise spin on cores the host's compute needs (PERFORMANCE.md).
+#                    guests), repeatable; printed with the results (e.g. GGML_VIRTGPU_NO_HOST_BUFFER=1).
 #   --models-only    generate and quantize the models into the cache, then stop
 # Every configuration runs with -ngl 99. Servers are started per run on a private socket and
 # a free loopback port and are always stopped. Exit status: 0 all runs done, 1 a step failed.
