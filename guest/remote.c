@@ -992,13 +992,10 @@ int vgpu_remote_tensor_init(struct vgpu_channel *ch, const struct vgpu_tensor_re
 /* ---- graphs --------------------------------------------------------------------------------- */
 
 /*
- * Encodes a graph request for cmd with the image inline (small) or in a shared area
- * (lock held). Returns 0 or < 0.
- */
-/*
- * The image goes inline when it is at most inline_max bytes and fits one command, else
- * through the channel's area, which only a waited command may use (the next user rewrites
- * it); inline_max SIZE_MAX with no area allowed: -EMSGSIZE when it does not fit.
+ * Encodes a graph request for cmd (lock held). The image goes inline when it is at most
+ * inline_max bytes and fits one command, else through the channel's shared area, which only a
+ * waited command may use (the next user rewrites it); inline_max SIZE_MAX allows no area:
+ * -EMSGSIZE when the image does not fit. Returns 0 or < 0.
  */
 static int encode_graph_body(struct vgpu_channel *ch, struct vgpu_enc *enc, bool begin, uint32_t cmd, uint32_t dev,
                              uint64_t uid, const uint8_t *image, size_t size, size_t inline_max)
