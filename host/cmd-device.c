@@ -412,6 +412,7 @@ uint32_t vgpu_cmd_ext_set_n_threads(struct vgpu_ctx *ctx, struct vgpu_dec *dec, 
     if (r != VGPU_OK)
         return r;
     ctx->set_n_threads(be, (int)n);
+    ctx->devices[dev].cpu.n_threads = (int)n;
     return VGPU_OK;
 }
 

@@ -3,6 +3,7 @@
  */
 #include "context.h"
 
+#include <assert.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -333,6 +334,7 @@ uint32_t vgpu_ctx_create(uint32_t ctx_id, const struct virgl_apir_callbacks *cbs
     if (ret)
         goto fail;
     *(void **)&ctx->set_n_threads = ggml_backend_reg_get_proc_address(ctx->reg, "ggml_backend_set_n_threads");
+    vgpu_cpu_api_load(&ctx->cpu_api, ctx->lib);
 
     ctx->scratch_graph = vgpu_graph_new();
     if (!ctx->scratch_graph) {
@@ -379,6 +381,7 @@ void vgpu_ctx_destroy(struct vgpu_ctx *ctx)
     for (uint32_t i = 0; i < ctx->n_devices; i++) {
         if (ctx->devices[i].backend)
             ggml_backend_free(ctx->devices[i].backend);
+        vgpu_cpu_work_free(&ctx->devices[i].cpu);
     }
     free(ctx->devices);
     vgpu_objects_fini(&ctx->objects);
@@ -412,9 +415,21 @@ uint32_t vgpu_ctx_backend(struct vgpu_ctx *ctx, uint32_t dev, ggml_backend_t *ou
         d->backend = ggml_backend_dev_init(d->dev, NULL);
         if (!d->backend)
             return vgpu_fail(ctx, VGPU_BACKEND, "device %u: backend initialisation failed", dev);
+        vgpu_cpu_work_attach(&d->cpu, &ctx->cpu_api, d->backend);
     }
     *out = d->backend;
     return VGPU_OK;
+}
+
+enum ggml_status vgpu_ctx_compute(struct vgpu_ctx *ctx, uint32_t dev, ggml_backend_t backend,
+                                  struct ggml_cgraph *cgraph)
+{
+    struct vgpu_device *d = &ctx->devices[dev];
+    assert(dev < ctx->n_devices && d->backend == backend);
+    if (d->cpu.on)
+        return vgpu_cpu_compute(&d->cpu, &ctx->cpu_api, cgraph);
+    vgpu_ctx_mark_async(ctx, dev);
+    return ggml_backend_graph_compute_async(backend, cgraph);
 }
 
 void vgpu_ctx_probe_device(struct vgpu_ctx *ctx, uint32_t dev)

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "apir.h"
+#include "cpu-compute.h"
 #include "ggml-backend-impl.h"
 #include "ggml-backend.h"
 #include "objects.h"
@@ -54,6 +55,7 @@ struct vgpu_device {
     bool                       probed;    /* buft_flags computed */
     uint32_t                   buft_flags;
     struct vgpu_graph         *cache[VGPU_GRAPH_CACHE_SLOTS];
+    struct vgpu_cpu_work       cpu;       /* ggml-cpu backends: computed by cpu-compute.c */
 };
 
 /* A guest-visible buffer (object type VGPU_OBJ_BUFFER). */
@@ -121,6 +123,7 @@ struct vgpu_ctx {
     void              *lib; /* dlopen handle of the GGML backend */
     ggml_backend_reg_t reg;
     void (*set_n_threads)(ggml_backend_t backend, int n_threads); /* reg proc address or NULL */
+    struct vgpu_cpu_api cpu_api;
 
     uint32_t            n_devices;
     struct vgpu_device *devices;
@@ -199,6 +202,12 @@ uint32_t vgpu_set_fatal(struct vgpu_ctx *ctx, uint32_t code, const char *fmt, ..
 uint32_t vgpu_ctx_device(struct vgpu_ctx *ctx, uint32_t dev, struct vgpu_device **out);
 /* The device's backend, created on first use. */
 uint32_t vgpu_ctx_backend(struct vgpu_ctx *ctx, uint32_t dev, ggml_backend_t *out);
+/*
+ * Starts computing `cgraph` on device `dev`, whose backend is `backend`: through cpu-compute.c
+ * on a ggml-cpu backend (synchronous), else ggml_backend_graph_compute_async.
+ */
+enum ggml_status vgpu_ctx_compute(struct vgpu_ctx *ctx, uint32_t dev, ggml_backend_t backend,
+                                  struct ggml_cgraph *cgraph);
 /* Computes the device's buft_flags once (may allocate a probe buffer). */
 void vgpu_ctx_probe_device(struct vgpu_ctx *ctx, uint32_t dev);
 

@@ -1021,8 +1021,7 @@ uint32_t vgpu_index_guard_compute(struct vgpu_ctx *ctx, struct vgpu_graph *g, gg
     *status = GGML_STATUS_SUCCESS;
     if (!ig || !ig->planned || (ig->n_checks == 0 && ig->n_splits == 0)) {
         if (g->n_nodes) {
-            vgpu_ctx_mark_async(ctx, g->dev);
-            *status = ggml_backend_graph_compute_async(backend, g->cgraph);
+            *status = vgpu_ctx_compute(ctx, g->dev, backend, g->cgraph);
         }
         return VGPU_OK;
     }
@@ -1042,8 +1041,7 @@ uint32_t vgpu_index_guard_compute(struct vgpu_ctx *ctx, struct vgpu_graph *g, gg
         if (end > start) {
             struct ggml_cgraph view = ig->n_splits ? ggml_graph_view(g->cgraph, (int)start, (int)end) : *g->cgraph;
             view.uid = ig->seg_uid[s];
-            vgpu_ctx_mark_async(ctx, g->dev);
-            *status = ggml_backend_graph_compute_async(backend, &view);
+            *status = vgpu_ctx_compute(ctx, g->dev, backend, &view);
             if (*status != GGML_STATUS_SUCCESS)
                 return VGPU_OK;
         }
