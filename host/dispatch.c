@@ -85,13 +85,18 @@ const char *vgpu_command_name(uint32_t cmd)
 }
 
 /*
- * Commands that may run while async copies are queued on a backend: the transfers queue
- * their own (in order on the same stream) and a graph compute runs on that stream and waits
- * for it. Every other command first waits for the queued copies.
+ * Commands that may start while work is queued on a backend (async copies, computes; a NO_WAIT
+ * batch leaves them queued past its reply): the transfers queue their own behind it on the same
+ * stream or wait before they copy synchronously (cmd-buffer.c), a graph compute runs behind it
+ * on that stream, a batch leaves the decision to each of its entries, and graph_optimize reads
+ * no device memory. Every other command first waits for the queued work.
+ * Why graph_optimize: llama.cpp asks for it while it builds the next ubatch's graph; waiting
+ * there for the previous ubatch's compute would serialise the guest's work with the GPU's.
  */
-static bool async_capable(uint32_t cmd)
+static bool runs_beside_queued(uint32_t cmd)
 {
-    return cmd == VGPU_CMD_EXT_TENSOR_SET || cmd == VGPU_CMD_EXT_TENSOR_GET || cmd == VGPU_CMD_EXT_GRAPH_COMPUTE;
+    return cmd == VGPU_CMD_EXT_TENSOR_SET || cmd == VGPU_CMD_EXT_TENSOR_GET || cmd == VGPU_CMD_EXT_GRAPH_COMPUTE ||
+           cmd == VGPU_CMD_EXT_BATCH || cmd == VGPU_CMD_EXT_GRAPH_OPTIMIZE;
 }
 
 /* The flags word of an EXT_BATCH request (0 when too short: the batch then fails to decode). */
@@ -137,7 +142,7 @@ static uint32_t dispatch_one(struct vgpu_ctx *ctx, uint32_t cmd, const uint8_t *
         vgpu_log(ctx, VGPU_LOG_DEBUG, "skipped: an earlier batch stopped and no EXT_BATCH resumed yet");
         return VGPU_SKIPPED;
     }
-    if (!async_capable(cmd))
+    if (!runs_beside_queued(cmd))
         vgpu_ctx_async_wait(ctx);
     /* Captured set bytes stay true only while nothing but sets writes device memory. */
     if (cmd != VGPU_CMD_EXT_TENSOR_SET && cmd != VGPU_CMD_EXT_TENSOR_GET && cmd != VGPU_CMD_EXT_GRAPH_COMPUTE &&
@@ -254,6 +259,8 @@ static uint32_t run_batch(struct vgpu_ctx *ctx, const uint8_t *req, size_t len, 
      * reply hands those bytes back; the rest of a NO_WAIT batch may run on (ext.h). */
     if (!(flags & VGPU_BATCH_NO_WAIT) || ctx->async_guest_mem)
         vgpu_ctx_async_wait(ctx);
+    else
+        ctx->left_running = ctx->async_devs != 0;
     ctx->in_batch = false;
 
     uint32_t status = stop ? VGPU_BATCH_STOPPED : VGPU_BATCH_ALL_RUN;
@@ -294,8 +301,10 @@ uint32_t vgpu_dispatch(struct vgpu_ctx *ctx, uint32_t cmd, const char *dec_cur, 
     size_t out_len = 0;
     code = dispatch_one(ctx, cmd, (const uint8_t *)dec_cur, req, (uint8_t *)enc_cur,
                         enc_cur ? (size_t)(enc_end - enc_cur) : 0, &out_len, false);
-    /* Nothing queued outlives a command. */
-    vgpu_ctx_async_wait(ctx);
+    /* Nothing queued outlives a command but what a NO_WAIT batch left running (run_batch). */
+    if (!ctx->left_running)
+        vgpu_ctx_async_wait(ctx);
+    ctx->left_running = false;
     if (enc_cur && out_len)
         *enc_cur_after = enc_cur + out_len;
 out:
