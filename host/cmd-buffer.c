@@ -133,19 +133,18 @@ static void captures_note_set(struct vgpu_ctx *ctx, const struct vgpu_buffer *bu
 }
 
 /*
- * A queued copy uses `data` (n rows of size bytes, sd apart): unless that is registered host
- * buffer memory, which ggml's async API keeps valid until a synchronize, it must be done before
- * the reply (VGPU_BATCH_NO_WAIT).
+ * A queued copy uses `data` (n rows of size bytes, sd apart): unless that is pinned host buffer
+ * memory (vgpu_host_buffer_pinned), it must be done before the reply (VGPU_BATCH_NO_WAIT).
  */
 static void note_guest_mem(struct vgpu_ctx *ctx, const uint8_t *data, uint64_t size, uint64_t n, uint64_t sd)
 {
-    if (!vgpu_host_buffer_holds(ctx, data, (n - 1) * sd + size))
+    if (!vgpu_host_buffer_pinned(ctx, data, (n - 1) * sd + size))
         ctx->async_guest_mem = true;
 }
 
 /*
- * The source of a queued set: registered host buffer memory as it is; other bytes (the
- * request's, a staging resource's) copied into ctx->keep, which lives until the next wait, when
+ * The source of a queued set: pinned host buffer memory as it is; other bytes (the request's, a
+ * staging resource's, an unpinned host buffer's) copied into ctx->keep, which lives until the next wait, when
  * they fit (VGPU_KEEP_BYTES a wait); else `data`, which the reply must then wait for
  * (VGPU_BATCH_NO_WAIT). The keep area is pinned where the GPU runtime allows: llama.cpp's small
  * per-token inputs then go by DMA, as they do natively from its pinned input buffers.
@@ -166,7 +165,7 @@ static uint8_t *keep_area(struct vgpu_ctx *ctx)
 static const uint8_t *set_source(struct vgpu_ctx *ctx, const uint8_t *data, uint64_t size, uint64_t n, uint64_t sd)
 {
     uint64_t span = (n - 1) * sd + size;
-    if (vgpu_host_buffer_holds(ctx, data, span))
+    if (vgpu_host_buffer_pinned(ctx, data, span))
         return data;
     uint8_t *k = span <= VGPU_KEEP_BYTES - ctx->keep_used ? keep_area(ctx) : NULL;
     if (!k) {

@@ -128,13 +128,13 @@ static struct host_buffer *find(struct vgpu_host_buffers *t, uint32_t res_id)
     return NULL;
 }
 
-bool vgpu_host_buffer_holds(const struct vgpu_ctx *ctx, const uint8_t *p, uint64_t n)
+bool vgpu_host_buffer_pinned(const struct vgpu_ctx *ctx, const uint8_t *p, uint64_t n)
 {
     const struct vgpu_host_buffers *t = ctx->host_buffers;
     for (uint32_t i = 0; t && i < t->n; i++) {
         const struct host_buffer *b = &t->e[i];
         if (p >= b->ptr && n <= b->size && (uint64_t)(p - b->ptr) <= b->size - n)
-            return true;
+            return b->pinned;
     }
     return false;
 }

@@ -254,8 +254,13 @@ void vgpu_host_buffers_destroy(struct vgpu_ctx *ctx);
  * it cannot (no GPU runtime, quota, an error).
  */
 bool vgpu_host_pin_private(struct vgpu_ctx *ctx, void *p, uint64_t n);
-/* True if [p, p + n) lies in one registered host buffer (cmd-host-buffer.c). */
-bool vgpu_host_buffer_holds(const struct vgpu_ctx *ctx, const uint8_t *p, uint64_t n);
+/*
+ * True if [p, p + n) lies in one registered host buffer that is pinned (cmd-host-buffer.c).
+ * Queued copies may use such memory after the reply of a NO_WAIT batch: the GPU reaches it by
+ * DMA on pages the pin keeps, even if the guest destroys the resource meanwhile. Unpinned
+ * memory is only used before a reply (a backend may copy it at synchronize, as Vulkan does).
+ */
+bool vgpu_host_buffer_pinned(const struct vgpu_ctx *ctx, const uint8_t *p, uint64_t n);
 
 /* Grows a scratch area to at least n bytes (64-byte aligned); NULL (not logged) on failure. */
 void *vgpu_scratch_get(struct vgpu_scratch *s, size_t n);

@@ -257,10 +257,10 @@ static uint32_t run_batch(struct vgpu_ctx *ctx, const uint8_t *req, size_t len, 
     }
     /* What reads the request or writes guest memory other than host buffers is done before the
      * reply hands those bytes back; the rest of a NO_WAIT batch may run on (ext.h). */
-    if (!(flags & VGPU_BATCH_NO_WAIT) || ctx->async_guest_mem)
-        vgpu_ctx_async_wait(ctx);
-    else
+    if ((flags & VGPU_BATCH_NO_WAIT) && !ctx->async_guest_mem && !stop)
         ctx->left_running = ctx->async_devs != 0;
+    else
+        vgpu_ctx_async_wait(ctx); /* a stopped batch (or a fatal context) leaves nothing behind */
     ctx->in_batch = false;
 
     uint32_t status = stop ? VGPU_BATCH_STOPPED : VGPU_BATCH_ALL_RUN;
@@ -301,8 +301,9 @@ uint32_t vgpu_dispatch(struct vgpu_ctx *ctx, uint32_t cmd, const char *dec_cur, 
     size_t out_len = 0;
     code = dispatch_one(ctx, cmd, (const uint8_t *)dec_cur, req, (uint8_t *)enc_cur,
                         enc_cur ? (size_t)(enc_end - enc_cur) : 0, &out_len, false);
-    /* Nothing queued outlives a command but what a NO_WAIT batch left running (run_batch). */
-    if (!ctx->left_running)
+    /* Nothing a command queued outlives it, but what a NO_WAIT batch left running (run_batch);
+     * graph_optimize queues nothing and leaves earlier work running too. */
+    if (!ctx->left_running && cmd != VGPU_CMD_EXT_GRAPH_OPTIMIZE)
         vgpu_ctx_async_wait(ctx);
     ctx->left_running = false;
     if (enc_cur && out_len)
