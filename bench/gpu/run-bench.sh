@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU machine, step 3: the benchmarks on the CUDA host. Generates the models (F16, random
 # weights) and quantizes them (Q4_0) into WORK/models (the 8b takes about 3 minutes), then runs
-# bench/compare.sh --backend cuda --rounds 3 (native CUDA0 vs VirtGPU0 vs ggml-rpc, ratios from this run)
+# bench/compare.sh --backend cuda --rounds 5 (native CUDA0 vs VirtGPU0 vs ggml-rpc, ratios from this run)
 # bench/micro.sh --backend cuda (RTT, bandwidth incl. cudaMemcpy from pinned memory) and
 # bench/calls.sh --backend cuda (commands per generated token, on the first model size), and
 # bench/greedy.sh (256 greedy tokens of the first model: native and VirtGPU0 texts identical).
@@ -74,7 +74,7 @@ gpu_log "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 gpu_phase "compare.sh --backend $backend --sizes $sizes"
 rm -rf "$out/compare"
 timeout -k 20 900 "$bench/compare.sh" "${common[@]}" --models "$MODELS" --backend "$backend" --sizes "$sizes" \
-    --reps "$reps" --rounds 3 --run-timeout 300 ${threads:+--threads "$threads"} --out "$out/compare" || { gpu_log "compare.sh failed (results/compare/logs/)"; failed="$failed compare"; }
+    --reps "$reps" --rounds 5 --run-timeout 300 ${threads:+--threads "$threads"} --out "$out/compare" || { gpu_log "compare.sh failed (results/compare/logs/)"; failed="$failed compare"; }
 
 if [ "$micro" = 1 ]; then
     gpu_phase "micro.sh --backend $backend"
