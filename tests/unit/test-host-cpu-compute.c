@@ -30,7 +30,8 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    f->lib = dlopen(VGPU_DEFAULT_BACKEND_PATH, RTLD_NOW | RTLD_LOCAL);
+    /* As the host opens it: ggml backends keep globals that outlive an unload. */
+    f->lib = dlopen(VGPU_DEFAULT_BACKEND_PATH, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!f->lib) {
         print_error("cannot open %s: %s\n", VGPU_DEFAULT_BACKEND_PATH, dlerror());
         free(f);
