@@ -144,10 +144,10 @@ static void note_guest_mem(struct vgpu_ctx *ctx, const uint8_t *data, uint64_t s
 
 /*
  * The source of a queued set: pinned host buffer memory as it is; other bytes (the request's, a
- * staging resource's, an unpinned host buffer's) copied into ctx->keep, which lives until the next wait, when
- * they fit (VGPU_KEEP_BYTES a wait); else `data`, which the reply must then wait for
- * (VGPU_BATCH_NO_WAIT). The keep area is pinned where the GPU runtime allows: llama.cpp's small
- * per-token inputs then go by DMA, as they do natively from its pinned input buffers.
+ * staging resource's, an unpinned host buffer's) copied into ctx->keep, which lives until the
+ * next wait, when they fit (VGPU_KEEP_BYTES a wait); else `data`, which the reply must then wait
+ * for (VGPU_BATCH_NO_WAIT). The keep area is pinned where the GPU runtime allows: llama.cpp's
+ * small per-token inputs then go by DMA, as they do natively from its pinned input buffers.
  */
 #define VGPU_KEEP_BYTES (1u << 20)
 static uint8_t *keep_area(struct vgpu_ctx *ctx)

@@ -154,7 +154,7 @@ struct vgpu_ctx {
     bool     in_batch;      /* serving batch entries: transfers may queue async backend copies */
     uint64_t async_devs;    /* devices (bit = index) with queued async copies (cmd-buffer.c) */
     bool     left_running;  /* the command being served is a NO_WAIT batch whose work runs on */
-    bool     async_guest_mem; /* one of them uses guest memory other than a registered host buffer */
+    bool     async_guest_mem; /* one of them uses guest memory other than a pinned host buffer */
     uint8_t *keep;          /* sources of queued sets, copied out of the request (cmd-buffer.c) */
     size_t   keep_used;
     uint64_t wait_epoch;    /* vgpu_ctx_async_wait calls so far */

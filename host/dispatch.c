@@ -255,8 +255,8 @@ static uint32_t run_batch(struct vgpu_ctx *ctx, const uint8_t *req, size_t len, 
             break;
         }
     }
-    /* What reads the request or writes guest memory other than host buffers is done before the
-     * reply hands those bytes back; the rest of a NO_WAIT batch may run on (ext.h). */
+    /* What reads the request or touches guest memory other than pinned host buffers is done
+     * before the reply hands those bytes back; the rest of a NO_WAIT batch may run on (ext.h). */
     if ((flags & VGPU_BATCH_NO_WAIT) && !ctx->async_guest_mem && !stop)
         ctx->left_running = ctx->async_devs != 0;
     else

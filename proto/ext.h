@@ -76,10 +76,11 @@ enum vgpu_ext_command_id {
  */
 #define VGPU_BATCH_RESUME       (1u << 0) /* request flag: clears the stopped state first */
 /*
- * Request flag: the reply need not wait for the computes and the copies of registered host
- * buffer memory that the batch queued (ggml's async API keeps those valid until a synchronize);
- * the host still completes, before replying, every copy that reads the request or writes the
- * reply or other guest memory. The guest's next command without the flag waits for all.
+ * Request flag: the reply need not wait for the computes and the copies of pinned host buffer
+ * memory that the batch queued (ggml's async API keeps those valid until a synchronize); the
+ * host still completes, before replying, every copy that reads the request or touches other
+ * guest memory (PROTOCOL.md §4.4 "Ordering"). The guest's next command without the flag waits
+ * for all.
  */
 #define VGPU_BATCH_NO_WAIT      (1u << 1)
 #define VGPU_BATCH_MAX_ENTRIES  4096u
