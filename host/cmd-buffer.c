@@ -180,12 +180,31 @@ static const uint8_t *set_source(struct vgpu_ctx *ctx, const uint8_t *data, uint
     return k;
 }
 
+/*
+ * The guest-side bytes of a transfer must not lie in the tensor's own buffer memory. A zero-copy
+ * buffer's memory is a guest resource, so a guest can name that same resource as the data of a
+ * set or get; the copy would then run between overlapping ranges (memcpy's undefined
+ * behaviour; found by fuzz-dispatch). Our guest never does that: it copies zero-copy data
+ * itself.
+ */
+static uint32_t check_no_alias(struct vgpu_ctx *ctx, const struct ggml_tensor *t, const uint8_t *data, uint64_t span)
+{
+    size_t bsize = ggml_backend_buffer_get_size(t->buffer);
+    const uint8_t *base = bsize ? ggml_backend_buffer_get_base(t->buffer) : NULL;
+    if (!base || (uintptr_t)data >= (uintptr_t)base + bsize || (uintptr_t)base >= (uintptr_t)data + span)
+        return VGPU_OK;
+    return vgpu_fail(ctx, VGPU_INVALID, "transfer data overlaps the memory of the tensor's own buffer");
+}
+
 static uint32_t do_set(struct vgpu_ctx *ctx, struct ggml_tensor *t, const struct vgpu_tinfo *ti, const uint8_t *data,
                        uint64_t offset, uint64_t size, uint64_t n, uint64_t st, uint64_t sd)
 {
     ggml_backend_buffer_t b = t->buffer;
     if (size == 0)
         return VGPU_OK;
+    uint32_t r = check_no_alias(ctx, t, data, (n - 1) * sd + size);
+    if (r != VGPU_OK)
+        return r;
     ggml_backend_t be = async_backend(ctx, t, ti, true, n > 1);
     if (be) {
         data = set_source(ctx, data, size, n, sd);
@@ -213,6 +232,9 @@ static uint32_t do_get(struct vgpu_ctx *ctx, const struct ggml_tensor *t, const 
     ggml_backend_buffer_t b = t->buffer;
     if (size == 0)
         return VGPU_OK;
+    uint32_t r = check_no_alias(ctx, t, data, (n - 1) * sd + size);
+    if (r != VGPU_OK)
+        return r;
     ggml_backend_t be = async_backend(ctx, t, ti, false, n > 1);
     if (be) {
         if (n > 1)

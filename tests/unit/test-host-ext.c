@@ -503,6 +503,13 @@ static void test_zero_copy(void **state)
     fill(res + 4096, 64, 99);
     assert_int_equal(apir_harness_get(H, &w, 0, out, sizeof(out)), VGPU_OK);
     assert_memory_equal(res + 4096, out, sizeof(out));
+    /* Transfer data named inside the buffer's own resource: an overlapping copy, refused (not
+     * fatal). The first overlaps the tensor itself, the second only the buffer. */
+    assert_int_equal(transfer(VGPU_CMD_EXT_TENSOR_GET, &w, 0, 64, 1, 0, 0, 9, 4096 + 32, NULL, 0, NULL),
+                     VGPU_INVALID);
+    assert_int_equal(transfer(VGPU_CMD_EXT_TENSOR_SET, &w, 0, 64, 1, 0, 0, 9, 0, NULL, 0, NULL), VGPU_INVALID);
+    assert_int_equal(nop(), VGPU_OK);
+    assert_memory_equal(res + 4096, out, sizeof(out));
     /* Larger than its resource. */
     uint8_t *small = apir_harness_res_create(H, 10, 4096);
     assert_non_null(small);
