@@ -77,6 +77,8 @@ static void pattern(uint8_t *p, size_t n, uint8_t seed)
 }
 
 /* Batch building: header {n, flags}, then entries {cmd, size, payload}. */
+static void send_batch(uint32_t n, int get_at, const uint8_t **get_data);
+
 static struct vgpu_enc *batch(uint32_t n, uint32_t flags)
 {
     struct vgpu_enc *e = apir_harness_req(H);
@@ -85,21 +87,46 @@ static struct vgpu_enc *batch(uint32_t n, uint32_t flags)
     return e;
 }
 
-/* An EXT_TENSOR_SET (data inline) or EXT_TENSOR_GET (answered inline) entry. */
+/*
+ * An EXT_TENSOR_SET or EXT_TENSOR_GET entry of n bytes at off. The guest-side bytes are in
+ * resource res_id at res_off, or with res_id 0 inline (a set's `data` in the request, a get's
+ * answer in the reply).
+ */
 static void transfer_entry(struct vgpu_enc *e, uint32_t cmd, const struct vgpu_wire_tensor *w, uint64_t off,
-                           const uint8_t *data, size_t n)
+                           const uint8_t *data, size_t n, uint32_t res_id, uint64_t res_off)
 {
     uint8_t payload[1024];
     struct vgpu_enc p;
     vgpu_enc_init(&p, payload, sizeof(payload));
-    struct vgpu_transfer x = { *w, off, n, 1, 0, 0, 0, 0 };
+    struct vgpu_transfer x = { *w, off, n, 1, 0, 0, res_id, res_off };
     vgpu_enc_transfer(&p, &x);
-    if (cmd == VGPU_CMD_EXT_TENSOR_SET)
+    if (cmd == VGPU_CMD_EXT_TENSOR_SET && res_id == 0)
         vgpu_enc_blob(&p, data, n);
     assert_true(vgpu_enc_ok(&p));
     vgpu_enc_u32(e, cmd);
     vgpu_enc_u32(e, (uint32_t)vgpu_enc_used(&p));
     vgpu_enc_raw(e, payload, vgpu_enc_used(&p));
+}
+
+/* Sends a NO_WAIT batch of one inline set (the host has not run it when this returns). */
+static void queue_set(const struct vgpu_wire_tensor *w, uint64_t off, const uint8_t *data, size_t n)
+{
+    transfer_entry(batch(1, VGPU_BATCH_NO_WAIT), VGPU_CMD_EXT_TENSOR_SET, w, off, data, n, 0, 0);
+    send_batch(1, -1, NULL);
+}
+
+/* A resource of `size` bytes registered as a host buffer; returns its mapping. */
+static uint8_t *host_buffer(uint32_t res_id, uint64_t size)
+{
+    uint8_t *p = apir_harness_res_create(H, res_id, size);
+    assert_non_null(p);
+    struct vgpu_enc *e = apir_harness_req(H);
+    vgpu_enc_u32(e, res_id);
+    vgpu_enc_u32(e, 0);
+    vgpu_enc_u64(e, 0);
+    vgpu_enc_u64(e, size);
+    assert_int_equal(apir_harness_send(H, VGPU_CMD_EXT_HOST_BUFFER_REGISTER, NULL), VGPU_OK);
+    return p;
 }
 
 static void nop_entry(struct vgpu_enc *e)
@@ -153,8 +180,7 @@ static void test_no_wait_batch_leaves_work_queued(void **state)
     pattern(a, sizeof(a), 1);
     unsigned s0 = syncs();
 
-    transfer_entry(batch(1, VGPU_BATCH_NO_WAIT), VGPU_CMD_EXT_TENSOR_SET, &w, 0, a, sizeof(a));
-    send_batch(1, -1, NULL);
+    queue_set(&w, 0, a, sizeof(a));
     assert_int_equal(pending(), 1); /* answered before the copy ran */
     assert_int_equal(syncs(), s0);
 
@@ -174,10 +200,8 @@ static void test_queued_sources_survive_later_requests(void **state)
     pattern(ab, 256, 2);
     pattern(ab + 256, 256, 99);
     /* Each request is freed by the harness once answered: the host must have kept the bytes. */
-    transfer_entry(batch(1, VGPU_BATCH_NO_WAIT), VGPU_CMD_EXT_TENSOR_SET, &w, 0, ab, 256);
-    send_batch(1, -1, NULL);
-    transfer_entry(batch(1, VGPU_BATCH_NO_WAIT), VGPU_CMD_EXT_TENSOR_SET, &w, 256, ab + 256, 256);
-    send_batch(1, -1, NULL);
+    queue_set(&w, 0, ab, 256);
+    queue_set(&w, 256, ab + 256, 256);
     assert_int_equal(pending(), 2);
     sync_batch();
     expect_device(&w, 0, ab, sizeof(ab));
@@ -191,8 +215,7 @@ static void test_other_commands_wait_first(void **state)
     uint64_t id = alloc_buf(&w);
     uint8_t a[256];
     pattern(a, sizeof(a), 3);
-    transfer_entry(batch(1, VGPU_BATCH_NO_WAIT), VGPU_CMD_EXT_TENSOR_SET, &w, 0, a, sizeof(a));
-    send_batch(1, -1, NULL);
+    queue_set(&w, 0, a, sizeof(a));
     assert_int_equal(pending(), 1);
     /* graph_optimize reads no device memory: it leaves the work queued (this one fails on its
      * missing image, after the point where a wait would have happened). */
@@ -214,29 +237,14 @@ static void test_no_wait_get_into_reply_finishes(void **state)
     uint8_t a[256];
     pattern(a, sizeof(a), 4);
     struct vgpu_enc *e = batch(2, VGPU_BATCH_NO_WAIT);
-    transfer_entry(e, VGPU_CMD_EXT_TENSOR_SET, &w, 0, a, sizeof(a));
-    transfer_entry(e, VGPU_CMD_EXT_TENSOR_GET, &w, 0, NULL, sizeof(a));
+    transfer_entry(e, VGPU_CMD_EXT_TENSOR_SET, &w, 0, a, sizeof(a), 0, 0);
+    transfer_entry(e, VGPU_CMD_EXT_TENSOR_GET, &w, 0, NULL, sizeof(a), 0, 0);
     const uint8_t *got = NULL;
     send_batch(2, 1, &got);
     /* The get writes into the reply, which is guest memory: done before the answer. */
     assert_int_equal(pending(), 0);
     assert_memory_equal(got, a, sizeof(a));
     assert_int_equal(apir_harness_free(H, id), VGPU_OK);
-}
-
-/* A transfer entry whose bytes are in resource res_id at res_off (a registered host buffer). */
-static void res_transfer_entry(struct vgpu_enc *e, uint32_t cmd, const struct vgpu_wire_tensor *w, uint64_t off,
-                               size_t n, uint32_t res_id, uint64_t res_off)
-{
-    uint8_t payload[1024];
-    struct vgpu_enc p;
-    vgpu_enc_init(&p, payload, sizeof(payload));
-    struct vgpu_transfer x = { *w, off, n, 1, 0, 0, res_id, res_off };
-    vgpu_enc_transfer(&p, &x);
-    assert_true(vgpu_enc_ok(&p));
-    vgpu_enc_u32(e, cmd);
-    vgpu_enc_u32(e, (uint32_t)vgpu_enc_used(&p));
-    vgpu_enc_raw(e, payload, vgpu_enc_used(&p));
 }
 
 /*
@@ -250,19 +258,12 @@ static void test_unpinned_host_buffer(void **state)
     enum { RES = 77 };
     struct vgpu_wire_tensor w;
     uint64_t id = alloc_buf(&w);
-    uint8_t *hb = apir_harness_res_create(H, RES, 4096);
-    assert_non_null(hb);
-    struct vgpu_enc *e = apir_harness_req(H);
-    vgpu_enc_u32(e, RES);
-    vgpu_enc_u32(e, 0);
-    vgpu_enc_u64(e, 0);
-    vgpu_enc_u64(e, 4096);
-    assert_int_equal(apir_harness_send(H, VGPU_CMD_EXT_HOST_BUFFER_REGISTER, NULL), VGPU_OK);
+    uint8_t *hb = host_buffer(RES, 4096);
     uint8_t a[256];
     pattern(a, sizeof(a), 6);
     memcpy(hb, a, sizeof(a));
 
-    res_transfer_entry(batch(1, VGPU_BATCH_NO_WAIT), VGPU_CMD_EXT_TENSOR_SET, &w, 0, sizeof(a), RES, 0);
+    transfer_entry(batch(1, VGPU_BATCH_NO_WAIT), VGPU_CMD_EXT_TENSOR_SET, &w, 0, NULL, sizeof(a), RES, 0);
     send_batch(1, -1, NULL);
     assert_int_equal(pending(), 1);
     memset(hb, 0xee, sizeof(a));   /* the guest reuses its buffer... */
@@ -270,15 +271,8 @@ static void test_unpinned_host_buffer(void **state)
     sync_batch();
     expect_device(&w, 0, a, sizeof(a));
 
-    hb = apir_harness_res_create(H, RES + 1, 4096);
-    assert_non_null(hb);
-    e = apir_harness_req(H);
-    vgpu_enc_u32(e, RES + 1);
-    vgpu_enc_u32(e, 0);
-    vgpu_enc_u64(e, 0);
-    vgpu_enc_u64(e, 4096);
-    assert_int_equal(apir_harness_send(H, VGPU_CMD_EXT_HOST_BUFFER_REGISTER, NULL), VGPU_OK);
-    res_transfer_entry(batch(1, VGPU_BATCH_NO_WAIT), VGPU_CMD_EXT_TENSOR_GET, &w, 0, sizeof(a), RES + 1, 64);
+    hb = host_buffer(RES + 1, 4096);
+    transfer_entry(batch(1, VGPU_BATCH_NO_WAIT), VGPU_CMD_EXT_TENSOR_GET, &w, 0, NULL, sizeof(a), RES + 1, 64);
     send_batch(1, -1, NULL);
     assert_int_equal(pending(), 0);
     assert_memory_equal(hb + 64, a, sizeof(a));
@@ -292,7 +286,7 @@ static void test_plain_batch_waits(void **state)
     uint64_t id = alloc_buf(&w);
     uint8_t a[256];
     pattern(a, sizeof(a), 5);
-    transfer_entry(batch(1, 0), VGPU_CMD_EXT_TENSOR_SET, &w, 0, a, sizeof(a));
+    transfer_entry(batch(1, 0), VGPU_CMD_EXT_TENSOR_SET, &w, 0, a, sizeof(a), 0, 0);
     send_batch(1, -1, NULL);
     assert_int_equal(pending(), 0);
     expect_device(&w, 0, a, sizeof(a));
