@@ -54,7 +54,26 @@ bool vgpu_buffer_lookup(void *user, ggml_backend_buffer_t buffer, uint64_t *id, 
     return true;
 }
 
-const struct vgpu_locator vgpu_locator = { vgpu_buffer_lookup, NULL };
+/* Flags the tensors of weight buffers (llama.cpp marks its model buffers so), see guest.h. */
+static bool buffer_weights(void *user, ggml_backend_buffer_t buffer)
+{
+    (void)user;
+    if (!vgpu_buffer_is_ours(buffer) || ggml_backend_buffer_get_usage(buffer) != GGML_BACKEND_BUFFER_USAGE_WEIGHTS)
+        return false;
+    struct vgpu_buffer *b = buffer->context;
+    if (!b->dev->weights_hint)
+        return false;
+    __atomic_store_n(&b->weights_used, true, __ATOMIC_RELEASE);
+    return true;
+}
+
+const struct vgpu_locator vgpu_locator = { vgpu_buffer_lookup, NULL, buffer_weights };
+
+/* Data changes of this zero-copy buffer are local memory operations (not host commands). */
+static bool local_writes(struct vgpu_buffer *b)
+{
+    return b->remote.zero_copy && !__atomic_load_n(&b->weights_used, __ATOMIC_ACQUIRE);
+}
 
 void vgpu_tensor_ref_from(const struct ggml_tensor *t, struct vgpu_tensor_ref *ref)
 {
@@ -118,7 +137,7 @@ static void buffer_memset_tensor(ggml_backend_buffer_t buffer, struct ggml_tenso
                                  size_t offset, size_t size)
 {
     struct vgpu_buffer *b = buffer->context;
-    if (b->remote.zero_copy) {
+    if (local_writes(b)) {
         vgpu_channel_quiesce(ch_of(b));
         memset((uint8_t *)tensor->data + offset, value, size);
         return;
@@ -147,7 +166,7 @@ void vgpu_buffer_set(struct ggml_tensor *tensor, const void *data, size_t offset
     struct vgpu_buffer *b = buffer->context;
     if (size == 0 || n_copies == 0)
         return;
-    if (b->remote.zero_copy) {
+    if (local_writes(b)) {
         vgpu_channel_quiesce(ch_of(b));
         for (size_t i = 0; i < n_copies; i++)
             memcpy((uint8_t *)tensor->data + offset + i * stride_tensor, (const uint8_t *)data + i * stride_data,
@@ -236,7 +255,7 @@ static bool buffer_cpy_tensor(ggml_backend_buffer_t buffer, const struct ggml_te
     struct vgpu_buffer *sb = sbuf->context;
     if (sb->dev->state != b->dev->state)
         return false;
-    if (b->remote.zero_copy && sb->remote.zero_copy) {
+    if (local_writes(b) && sb->remote.zero_copy) {
         vgpu_channel_quiesce(ch_of(b));
         memmove(dst->data, src->data, ggml_nbytes(src));
         return true;
@@ -253,7 +272,7 @@ static bool buffer_cpy_tensor(ggml_backend_buffer_t buffer, const struct ggml_te
 static void buffer_clear(ggml_backend_buffer_t buffer, uint8_t value)
 {
     struct vgpu_buffer *b = buffer->context;
-    if (b->remote.zero_copy) {
+    if (local_writes(b)) {
         vgpu_channel_quiesce(ch_of(b));
         memset(b->base, value, buffer->size);
         return;

@@ -323,6 +323,7 @@ void vgpu_device_init(struct vgpu_device *dev, struct vgpu_state *st, uint32_t i
     dev->mem_free = info->mem_free;
     dev->mem_total = info->mem_total;
     dev->zero_copy = (info->buft_flags & VGPU_BUFT_ZERO_COPY) != 0 && !vgpu_env_flag("GGML_VIRTGPU_NO_ZERO_COPY");
+    dev->weights_hint = !st->baseline && !vgpu_env_flag("GGML_VIRTGPU_NO_REPACK");
     dev->host_buffers = !dev->zero_copy && !st->baseline && vgpu_channel_batching(st->ch) &&
                         !vgpu_env_flag("GGML_VIRTGPU_NO_HOST_BUFFER");
     snprintf(dev->host_name, sizeof(dev->host_name), "%s_Host", dev->name);

@@ -101,6 +101,7 @@ struct vgpu_device {
     char                            description[2 * VGPU_MAX_NAME_LEN + 16];
     struct vgpu_device_info         info;
     bool                            zero_copy; /* buffers are shared memory the host computes on */
+    bool                            weights_hint; /* flag weights in graph images (not GGML_VIRTGPU_NO_REPACK) */
     /* host buffer type: shared memory the host moves data to and from by reference */
     struct ggml_backend_buffer_type host_buft; /* context = this */
     bool                            host_buffers;
@@ -148,6 +149,12 @@ struct vgpu_buffer {
     struct vgpu_device       *dev;
     struct vgpu_remote_buffer remote;
     uint8_t                  *base; /* the mapping (zero-copy) or a nominal address */
+    /*
+     * A graph image carried its tensors flagged as weights (set once, atomically): from then on
+     * the host may compute on repacked copies of them, so a zero-copy buffer's data changes go
+     * through the host, which then knows the copies are stale (host/cpu-repack.h).
+     */
+    bool                      weights_used;
 };
 
 extern const struct ggml_backend_buffer_type_i vgpu_buft_iface;

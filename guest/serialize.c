@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ext.h"
 #include "ggml-impl.h"
 
 _Static_assert(GGML_MAX_SRC == VGPU_MAX_SRC, "wire format assumes GGML_MAX_SRC 10");
@@ -410,6 +411,8 @@ static int write_ext(struct vgpu_graph_image *img, const struct ggml_cgraph *g, 
         const struct ggml_tensor *t = img->tensors[i];
         struct vgpu_wire_tensor w;
         vgpu_wire_from_tensor(t, loc, &w);
+        if (w.buffer && loc->weights && loc->weights(loc->user, vgpu_tensor_buffer(t)))
+            w.flags |= VGPU_TENSOR_FLAG_WEIGHTS;
         w.use_count = vgpu_graph_use_count(g, t);
         for (int s = 0; s < VGPU_MAX_SRC; s++)
             w.src[s] = ref_of(img, t->src[s]);

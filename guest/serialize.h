@@ -26,9 +26,17 @@ struct vgpu_dfs_frame;
  */
 typedef bool (*vgpu_buffer_lookup_fn)(void *user, ggml_backend_buffer_t buffer, uint64_t *id, uintptr_t *base);
 
+/*
+ * Optional: true if the tensors of `buffer` go into graph images flagged
+ * VGPU_TENSOR_FLAG_WEIGHTS. Asked for every tensor of an extension image that has a buffer, so
+ * it may also note that a graph has used the buffer.
+ */
+typedef bool (*vgpu_buffer_weights_fn)(void *user, ggml_backend_buffer_t buffer);
+
 struct vgpu_locator {
-    vgpu_buffer_lookup_fn lookup;
-    void                 *user;
+    vgpu_buffer_lookup_fn  lookup;
+    void                  *user;
+    vgpu_buffer_weights_fn weights; /* NULL: nothing is flagged */
 };
 
 /* The buffer that holds t's bytes (its view source's for views), or NULL. */

@@ -365,7 +365,10 @@ static uint32_t baseline_transfer(struct vgpu_ctx *ctx, struct vgpu_dec *dec, bo
     uint8_t *data;
     if ((r = vgpu_res_range(ctx, res_id, 0, size, &data)) != VGPU_OK)
         return r;
-    return set ? do_set(ctx, &t, NULL, data, offset, size, 1, 0, 0) : do_get(ctx, &t, NULL, data, offset, size, 1, 0, 0);
+    if (!set)
+        return do_get(ctx, &t, NULL, data, offset, size, 1, 0, 0);
+    ti.buf->wgen++; /* repacked copies of its weights are stale (cpu-repack.h), as below */
+    return do_set(ctx, &t, NULL, data, offset, size, 1, 0, 0);
 }
 
 uint32_t vgpu_cmd_buffer_set_tensor(struct vgpu_ctx *ctx, struct vgpu_dec *dec, struct vgpu_enc *enc)
@@ -423,6 +426,7 @@ uint32_t vgpu_cmd_buffer_cpy_tensor(struct vgpu_ctx *ctx, struct vgpu_dec *dec, 
     bool ok = true;
     if (!same && si.extent) {
         ggml_backend_buffer_t db = dst.buffer;
+        di.buf->wgen++;
         ok = db->iface.cpy_tensor && db->iface.cpy_tensor(db, &src, &dst);
     }
     vgpu_enc_bool(enc, ok);
@@ -437,6 +441,7 @@ static uint32_t clear_buffer(struct vgpu_ctx *ctx, uint64_t id, uint32_t value)
         return r;
     if (value > 255)
         return vgpu_fail(ctx, VGPU_INVALID, "clear value %u", value);
+    b->wgen++;
     if (b->size && b->buf->iface.clear)
         b->buf->iface.clear(b->buf, (uint8_t)value);
     return VGPU_OK;
@@ -580,6 +585,7 @@ uint32_t vgpu_cmd_ext_tensor_set(struct vgpu_ctx *ctx, struct vgpu_dec *dec, str
     /* (Zero-copy memory changes without commands: never captured.) */
     captures_note_set(ctx, ti.buf, ti.off + x.offset, x.n_copies ? written : 0,
                       x.n_copies == 1 && !ti.buf->zero_copy ? data : NULL);
+    ti.buf->wgen++;
     return do_set(ctx, &t, &ti, data, x.offset, x.size, x.n_copies, x.stride_tensor, x.stride_data);
 }
 
@@ -633,6 +639,7 @@ uint32_t vgpu_cmd_ext_tensor_memset(struct vgpu_ctx *ctx, struct vgpu_dec *dec, 
         return r;
     if (size == 0)
         return VGPU_OK;
+    ti.buf->wgen++;
     ggml_backend_buffer_t b = t.buffer;
     if (b->iface.memset_tensor) {
         b->iface.memset_tensor(b, &t, (uint8_t)value, offset, size);
@@ -670,6 +677,7 @@ uint32_t vgpu_cmd_ext_tensor_copy(struct vgpu_ctx *ctx, struct vgpu_dec *dec, st
         return r;
     if (same || si.extent == 0)
         return VGPU_OK;
+    di.buf->wgen++;
     ggml_backend_buffer_t db = dst.buffer;
     if (db->iface.cpy_tensor && db->iface.cpy_tensor(db, &src, &dst))
         return VGPU_OK;
@@ -705,6 +713,7 @@ uint32_t vgpu_cmd_ext_tensor_init(struct vgpu_ctx *ctx, struct vgpu_dec *dec, st
     ggml_backend_buffer_t b = t.buffer;
     if (!b->iface.init_tensor)
         return VGPU_OK;
+    ti.buf->wgen++;
     enum ggml_status st = b->iface.init_tensor(b, &t);
     if (st != GGML_STATUS_SUCCESS)
         return vgpu_fail(ctx, VGPU_BACKEND, "init_tensor of '%s' returned status %d", t.name, (int)st);

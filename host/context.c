@@ -289,6 +289,8 @@ uint32_t vgpu_ctx_create(uint32_t ctx_id, const struct virgl_apir_callbacks *cbs
         ctx->quota.graph_nodes = 1u << 26;
     ctx->quota.graph_tensors = 4 * ctx->quota.graph_nodes;
     ctx->quota.command_bytes = config_u64(ctx, VGPU_CFG_QUOTA_COMMAND, VGPU_DEFAULT_QUOTA_COMMAND_BYTES);
+    const char *repack = config(ctx, VGPU_CFG_CPU_REPACK);
+    ctx->cpu_repack = !repack || strcmp(repack, "0") != 0;
     vgpu_objects_init(&ctx->objects, (uint32_t)ctx->quota.buffers + 64);
 
     uint32_t ret;
@@ -382,6 +384,7 @@ void vgpu_ctx_destroy(struct vgpu_ctx *ctx)
         if (ctx->devices[i].backend)
             ggml_backend_free(ctx->devices[i].backend);
         vgpu_cpu_work_free(&ctx->devices[i].cpu);
+        vgpu_repack_free(&ctx->devices[i].repack, &ctx->bytes_used);
     }
     free(ctx->devices);
     vgpu_objects_fini(&ctx->objects);
@@ -416,6 +419,8 @@ uint32_t vgpu_ctx_backend(struct vgpu_ctx *ctx, uint32_t dev, ggml_backend_t *ou
         if (!d->backend)
             return vgpu_fail(ctx, VGPU_BACKEND, "device %u: backend initialisation failed", dev);
         vgpu_cpu_work_attach(&d->cpu, &ctx->cpu_api, d->backend);
+        if (d->cpu.on && ctx->cpu_repack)
+            vgpu_repack_attach(&d->repack, ctx->reg, d->dev);
     }
     *out = d->backend;
     return VGPU_OK;
@@ -622,6 +627,7 @@ uint32_t vgpu_ctx_buffer_free(struct vgpu_ctx *ctx, uint64_t id)
     if (r != VGPU_OK)
         return r;
     vgpu_graph_cache_drop_buffer(ctx, b);
+    vgpu_repack_drop_buffer(ctx, b);
     void *p;
     vgpu_objects_remove(&ctx->objects, id, VGPU_OBJ_BUFFER, &p);
     if (!b->zero_copy)

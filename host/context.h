@@ -16,6 +16,7 @@
 
 #include "apir.h"
 #include "cpu-compute.h"
+#include "cpu-repack.h"
 #include "ggml-backend-impl.h"
 #include "ggml-backend.h"
 #include "objects.h"
@@ -56,6 +57,7 @@ struct vgpu_device {
     uint32_t                   buft_flags;
     struct vgpu_graph         *cache[VGPU_GRAPH_CACHE_SLOTS];
     struct vgpu_cpu_work       cpu;       /* ggml-cpu backends: computed by cpu-compute.c */
+    struct vgpu_repack         repack;    /* ggml-cpu backends: repacked weights (cpu-repack.c) */
 };
 
 /* A guest-visible buffer (object type VGPU_OBJ_BUFFER). */
@@ -69,7 +71,9 @@ struct vgpu_buffer {
     uint32_t              res_id; /* zero-copy: the resource that is the buffer's memory */
     const void           *res_ptr;
     uint64_t              res_size;
-    uint64_t              mark; /* graph builder bookkeeping (epoch of the last visit) */
+    uint64_t              mark;  /* graph builder bookkeeping (epoch of the last visit) */
+    uint64_t              wmark; /* same: epoch of the last build whose nodes write it */
+    uint64_t              wgen;  /* writes seen so far (cpu-repack.h); wraps harmlessly */
 };
 
 struct vgpu_quotas {
@@ -124,6 +128,7 @@ struct vgpu_ctx {
     ggml_backend_reg_t reg;
     void (*set_n_threads)(ggml_backend_t backend, int n_threads); /* reg proc address or NULL */
     struct vgpu_cpu_api cpu_api;
+    bool                cpu_repack; /* config VGPU_CFG_CPU_REPACK (default on) */
 
     uint32_t            n_devices;
     struct vgpu_device *devices;

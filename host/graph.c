@@ -49,6 +49,7 @@ void vgpu_graph_reset(struct vgpu_graph *g)
     g->valid = false;
     vgpu_index_guard_reset(g->guard);
     g->n_bufs = 0;
+    g->n_shadows = 0;
     g->n_tensors = 0;
     g->n_nodes = 0;
     g->uid = 0;
@@ -63,6 +64,8 @@ void vgpu_graph_free(struct vgpu_graph *g)
     free(g->tensors);
     free(g->gmem);
     free(g->bufs);
+    free(g->bufs_written);
+    free(g->shadows);
     free(g);
 }
 
@@ -249,8 +252,13 @@ static uint32_t build_finish(struct build *b, uint32_t dev, enum vgpu_graph_purp
         }
     }
 
-    /* The buffers the graph uses, each once. */
+    /* The buffers the graph uses, each once, and those its nodes write (wmark). */
     ctx->epoch++;
+    for (uint32_t p = 0; p < b->n_nodes; p++) {
+        struct vgpu_buffer *buf = b->info[b->nodes[p]].buf;
+        if (buf && !op_is_layout_only(T[b->nodes[p]].op))
+            buf->wmark = ctx->epoch;
+    }
     g->n_bufs = 0;
     for (uint32_t i = 0; i < b->n_tensors; i++) {
         struct vgpu_buffer *buf = b->info[i].buf;
@@ -265,11 +273,15 @@ static uint32_t build_finish(struct build *b, uint32_t dev, enum vgpu_graph_purp
         if (g->n_bufs == g->cap_bufs) {
             uint32_t cap = g->cap_bufs ? 2 * g->cap_bufs : 16;
             uint64_t *nb = realloc(g->bufs, cap * sizeof(*nb));
-            if (!nb)
+            if (nb)
+                g->bufs = nb;
+            bool *nw = nb ? realloc(g->bufs_written, cap * sizeof(*nw)) : NULL;
+            if (!nw)
                 return vgpu_fail(ctx, VGPU_NO_MEMORY, "out of host memory");
-            g->bufs = nb;
+            g->bufs_written = nw;
             g->cap_bufs = cap;
         }
+        g->bufs_written[g->n_bufs] = buf->wmark == ctx->epoch;
         g->bufs[g->n_bufs++] = buf->id;
     }
 
@@ -319,8 +331,13 @@ static uint32_t build_finish(struct build *b, uint32_t dev, enum vgpu_graph_purp
     g->n_nodes = b->n_nodes;
     g->dev = dev;
     g->valid = true;
+    if (purpose != VGPU_GRAPH_FOR_COMPUTE)
+        return VGPU_OK;
     /* Index data: how each index operand is checked at compute time (index-guard.h). */
-    return purpose == VGPU_GRAPH_FOR_COMPUTE ? vgpu_index_guard_plan(ctx, g, b->info) : VGPU_OK;
+    if ((r = vgpu_index_guard_plan(ctx, g, b->info)) != VGPU_OK)
+        return r;
+    /* Last, as it points sources outside g->tensors: repacked weights (cpu-repack.h). */
+    return vgpu_repack_graph(ctx, g, b->info);
 }
 
 static uint32_t build_ext(struct vgpu_ctx *ctx, struct vgpu_graph *g, uint32_t dev, const uint8_t *img,
@@ -499,7 +516,9 @@ uint32_t vgpu_graph_compute(struct vgpu_ctx *ctx, struct vgpu_graph *g, enum ggm
         /* Freed buffers drop the graphs that use them, so every id here resolves. */
         if ((r = vgpu_ctx_buffer_live(ctx, g->bufs[i], &b)) != VGPU_OK)
             return r;
+        b->wgen += g->bufs_written[i];
     }
+    vgpu_repack_refresh(ctx, g);
     ggml_backend_t backend;
     if ((r = vgpu_ctx_backend(ctx, g->dev, &backend)) != VGPU_OK)
         return r;

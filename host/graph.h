@@ -22,6 +22,7 @@ struct vgpu_ctx;
 struct vgpu_buffer;
 struct vgpu_device;
 struct vgpu_index_guard;
+struct vgpu_shadow;
 
 struct vgpu_graph {
     /* storage, kept across builds */
@@ -31,8 +32,12 @@ struct vgpu_graph {
     size_t               gmem_cap;
     struct ggml_context *gctx;
     uint64_t            *bufs; /* ids of the buffers the graph uses */
+    bool                *bufs_written; /* per entry of bufs: a node of the graph writes it */
     uint32_t             n_bufs;
     uint32_t             cap_bufs;
+    struct vgpu_shadow **shadows; /* repacked weights its nodes read (cpu-repack.h) */
+    uint32_t             n_shadows;
+    uint32_t             cap_shadows;
     struct vgpu_index_guard *guard; /* index-data checks of the graph held (index-guard.h) */
 
     /* the graph held (valid only if `valid`) */

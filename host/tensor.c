@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "context.h"
+#include "ext.h"
 
 #define KNOWN_FLAGS (GGML_TENSOR_FLAG_INPUT | GGML_TENSOR_FLAG_OUTPUT | GGML_TENSOR_FLAG_PARAM | \
                      GGML_TENSOR_FLAG_LOSS | GGML_TENSOR_FLAG_COMPUTE)
@@ -93,7 +94,7 @@ uint32_t vgpu_tensor_build(struct vgpu_ctx *ctx, const struct vgpu_tdesc *d, enu
     if (d->view_src >= (int32_t)idx || d->view_src < -1)
         return vgpu_fail(ctx, VGPU_INVALID, "tensor %u: view_src is not an earlier tensor", idx);
 
-    struct vgpu_tinfo ti = { NULL, 0, extent };
+    struct vgpu_tinfo ti = { NULL, 0, extent, (d->flags & VGPU_TENSOR_FLAG_WEIGHTS) != 0 };
     uint8_t *data = NULL;
     if (mode != VGPU_TENSOR_NO_BUFFER) {
         if (d->buffer == 0) {

@@ -53,6 +53,7 @@ struct vgpu_tinfo {
     struct vgpu_buffer *buf; /* NULL without a buffer */
     uint64_t            off; /* data offset in buf */
     uint64_t            extent;
+    bool                weights; /* the guest flagged it VGPU_TENSOR_FLAG_WEIGHTS */
 };
 
 /*

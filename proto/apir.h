@@ -127,6 +127,8 @@ struct vgpu_apir_callbacks {
 #define VGPU_CFG_QUOTA_COMMAND  "ggml-virtgpu.quota.command-bytes"
 #define VGPU_CFG_LOG_LEVEL      "ggml-virtgpu.log-level"
 #define VGPU_CFG_TRACE          "ggml-virtgpu.trace" /* test facility, host/trace.h */
+/* "0": no repacked weight copies on ggml-cpu devices (host/cpu-repack.h); anything else: on */
+#define VGPU_CFG_CPU_REPACK     "ggml-virtgpu.cpu-repack"
 /* ggml-rpc backend only: comma-separated endpoints whose devices the context serves */
 #define VGPU_CFG_RPC_SERVERS    "ggml-virtgpu.rpc-servers"
 

@@ -56,6 +56,14 @@ enum vgpu_ext_command_id {
 #define VGPU_BUFT_ALLOC_SIZE     (1u << 3)
 #define VGPU_BUFT_GRAPH_OPTIMIZE (1u << 4)
 
+/*
+ * Wire-only bit of a wire tensor's `flags` (ggml's own flags use the low bits): the tensor lies in
+ * a buffer the application marked GGML_BACKEND_BUFFER_USAGE_WEIGHTS. A hint, never trusted for
+ * safety: a CPU host may compute matrix products on a repacked copy of such a tensor
+ * (docs/PROTOCOL.md §4.1). Hosts that do not know it ignore it with the other unknown bits.
+ */
+#define VGPU_TENSOR_FLAG_WEIGHTS (1 << 30)
+
 /* EXT_BUFFER_ALLOC request and reply flags. */
 #define VGPU_ALLOC_ZERO_COPY (1u << 0)
 

@@ -31,6 +31,7 @@ enum {
     OPT_RPC_SERVERS,
     OPT_APIR_LIBRARY,
     OPT_NO_FORK,
+    OPT_NO_CPU_REPACK,
     OPT_LOG_LEVEL,
     OPT_LIST_DEVICES,
     OPT_MAX_BUFFERS,
@@ -51,6 +52,7 @@ static const struct option long_options[] = {
     { "rpc-servers", required_argument, NULL, OPT_RPC_SERVERS },
     { "apir-library", required_argument, NULL, OPT_APIR_LIBRARY },
     { "no-fork", no_argument, NULL, OPT_NO_FORK },
+    { "no-cpu-repack", no_argument, NULL, OPT_NO_CPU_REPACK },
     { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
     { "list-devices", no_argument, NULL, OPT_LIST_DEVICES },
     { "max-buffers", required_argument, NULL, OPT_MAX_BUFFERS },
@@ -85,6 +87,9 @@ void srv_options_usage(void)
            "                             next to this program)\n"
            "  --no-fork                  serve each client in a thread instead of a worker\n"
            "                             process (no isolation between clients)\n"
+           "  --no-cpu-repack            on a CPU backend, compute weight matrices as the\n"
+           "                             guest wrote them, without host-side repacked copies\n"
+           "                             (saves their memory, costs decode speed)\n"
            "  --log-level LEVEL          error, warn, info (default) or debug\n"
            "  --list-devices             print the devices guests will see, then exit\n"
            "  --max-buffers N            per-client quota: buffers\n"
@@ -228,6 +233,7 @@ static int apply_option(struct srv_options *o, int c, const char *arg, bool *ctx
         o->rpc_servers = arg;
         return *arg ? 0 : usage_error("--rpc-servers: empty list");
     case OPT_NO_FORK: o->no_fork = true; return 0;
+    case OPT_NO_CPU_REPACK: o->no_cpu_repack = true; return 0;
     case OPT_LOG_LEVEL:
         return srv_log_parse_level(arg, &o->log_level)
                    ? usage_error("--log-level: '%s' is not error, warn, info or debug", arg)
@@ -303,6 +309,7 @@ void srv_options_rt_params(const struct srv_options *opts, struct srv_rt_params 
     params->backend_reg = opts->backend_reg;
     params->rpc_servers = opts->rpc_servers;
     params->log_level = srv_log_level_name(opts->log_level);
+    params->no_cpu_repack = opts->no_cpu_repack;
     params->quota_buffers = opts->max_buffers;
     params->quota_buffer_bytes = opts->max_buffer_bytes;
     params->quota_graph_nodes = opts->max_graph_nodes;
@@ -364,6 +371,8 @@ int srv_options_worker_argv(const struct srv_options *opts, int fd, uint32_t ctx
     }
     argv_add(&b, "--log-level");
     argv_add(&b, srv_log_level_name(opts->log_level));
+    if (opts->no_cpu_repack)
+        argv_add(&b, "--no-cpu-repack");
     argv_add_u64(&b, "--max-buffers", opts->max_buffers);
     argv_add_u64(&b, "--max-buffer-bytes", opts->max_buffer_bytes);
     argv_add_u64(&b, "--max-graph-nodes", opts->max_graph_nodes);

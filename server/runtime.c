@@ -198,6 +198,8 @@ static int cfg_fill(struct srv_rt *rt, const struct srv_rt_params *p)
     rc = rc ? rc : cfg_add_u64(rt, VGPU_CFG_QUOTA_COMMAND, p->quota_command_bytes);
     if (p->log_level)
         rc = rc ? rc : cfg_add(rt, VGPU_CFG_LOG_LEVEL, p->log_level);
+    if (p->no_cpu_repack)
+        rc = rc ? rc : cfg_add(rt, VGPU_CFG_CPU_REPACK, "0");
     return rc;
 }
 

@@ -13,6 +13,7 @@
 #ifndef SRV_RUNTIME_H
 #define SRV_RUNTIME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,7 @@ struct srv_rt_params {
     const char *backend_reg;        /* config ggml.library.reg */
     const char *rpc_servers;        /* config ggml-virtgpu.rpc-servers (NULL: left out) */
     const char *log_level;          /* config ggml-virtgpu.log-level */
+    bool        no_cpu_repack;      /* config ggml-virtgpu.cpu-repack = "0" */
     uint64_t    quota_buffers;      /* config keys; SRV_RT_UNSET leaves the key out */
     uint64_t    quota_buffer_bytes;
     uint64_t    quota_graph_nodes;

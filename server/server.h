@@ -42,6 +42,7 @@ struct srv_options {
     const char        *rpc_servers;        /* NULL if not given */
     enum srv_log_level log_level;
     bool               no_fork;
+    bool               no_cpu_repack;
     uint64_t           max_buffers;        /* SRV_RT_UNSET if not given */
     uint64_t           max_buffer_bytes;   /* SRV_RT_UNSET if not given */
     uint64_t           max_graph_nodes;    /* SRV_RT_UNSET if not given */

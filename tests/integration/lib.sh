@@ -89,6 +89,19 @@ vgpu_tiny_model() {
     echo "$m"
 }
 
+# vgpu_tiny_model_q4_0: the tiny model quantized to Q4_0 (the type whose matrices ggml-cpu
+# repacks), made once per build tree.
+vgpu_tiny_model_q4_0() {
+    local f16 m="$VGPU_BUILD/test-models/tiny-Q4_0.gguf"
+    f16=$(vgpu_tiny_model)
+    if [ ! -f "$m" ]; then
+        "$LLAMA_BIN/llama-quantize" "$f16" "$m.$$" Q4_0 >"$VGPU_SCRATCH/quantize.log" 2>&1 ||
+            fail "llama-quantize failed: $(tail -3 "$VGPU_SCRATCH/quantize.log")"
+        mv "$m.$$" "$m"
+    fi
+    echo "$m"
+}
+
 # vgpu_start_rpc NAME: starts one of the dependency's ggml-rpc-servers (CPU, one thread) on a
 # free loopback port, logging to $VGPU_SCRATCH/NAME.log, and waits until it accepts
 # connections; sets VGPU_RPC_EP to its HOST:PORT. It is stopped when the test exits.

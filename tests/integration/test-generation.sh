@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Greedy generation on the tiny model through VirtGPU0 gives the same tokens and bit-identical
 # logits as natively on the same CPU backend; llama-completion prints the same text; llama-bench
-# pp and tg runs complete. Usage: test-generation.sh [ext|baseline|nozerocopy]
+# pp and tg runs complete. Usage: test-generation.sh [ext|baseline|nozerocopy|q4_0]
+# q4_0: the Q4_0 model, whose matrices ggml-cpu computes repacked natively and the host on
+# repacked copies (host/cpu-repack.h): identical logits only if both use the same kernels.
 . "$(dirname "$0")/lib.sh"
 mode=${1:-ext}
+model=
 case "$mode" in
     ext) ;;
     baseline) export GGML_VIRTGPU_BASELINE=1 ;;
     nozerocopy) export GGML_VIRTGPU_NO_ZERO_COPY=1 ;;
+    q4_0) model=$(vgpu_tiny_model_q4_0) ;;
     *) fail "unknown mode $mode" ;;
 esac
-model=$(vgpu_tiny_model)
+model=${model:-$(vgpu_tiny_model)}
 greedy="$VGPU_BUILD/bin/llama-greedy"
 S=$VGPU_SCRATCH
 vgpu_start_server

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "ext.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml.h"
@@ -120,7 +121,7 @@ static void test_ext_image(void **state)
     (void)state;
     struct fixture f;
     build(&f);
-    struct vgpu_locator loc = { lookup, f.buf };
+    struct vgpu_locator loc = { lookup, f.buf, NULL };
     struct vgpu_graph_image img = { 0 };
     char why[256];
     assert_int_equal(vgpu_graph_serialize(&img, f.gf, &loc, VGPU_GRAPH_FORM_EXT, why, sizeof(why)), 0);
@@ -205,12 +206,57 @@ static void test_ext_image(void **state)
     destroy(&f);
 }
 
+static int weights_calls;
+
+/* Flags the tensors of the buffer whose usage says weights, as the guest's locator does. */
+static bool weights_by_usage(void *user, ggml_backend_buffer_t buffer)
+{
+    (void)user;
+    weights_calls++;
+    return ggml_backend_buffer_get_usage(buffer) == GGML_BACKEND_BUFFER_USAGE_WEIGHTS;
+}
+
+/* The weights bit: on every tensor with a buffer whose usage is weights, on no other; ggml's
+ * own flags kept beside it. */
+static void test_weights_flag(void **state)
+{
+    (void)state;
+    for (int usage = 0; usage < 2; usage++) {
+        struct fixture f;
+        build(&f);
+        if (usage)
+            ggml_backend_buffer_set_usage(f.buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+        struct vgpu_locator loc = { lookup, f.buf, weights_by_usage };
+        struct vgpu_graph_image img = { 0 };
+        char why[256];
+        weights_calls = 0;
+        assert_int_equal(vgpu_graph_serialize(&img, f.gf, &loc, VGPU_GRAPH_FORM_EXT, why, sizeof(why)), 0);
+        struct vgpu_dec dec;
+        vgpu_dec_init(&dec, img.data, img.size);
+        vgpu_dec_u32(&dec);
+        uint32_t n_tensors = vgpu_dec_u32(&dec);
+        vgpu_dec_u32(&dec);
+        vgpu_dec_u32(&dec);
+        assert_int_equal(weights_calls, (int)n_tensors); /* every tensor has a buffer here */
+        for (uint32_t i = 0; i < n_tensors; i++) {
+            struct vgpu_wire_tensor w;
+            assert_true(vgpu_dec_wire_tensor(&dec, &w));
+            const struct ggml_tensor *t = by_name(f.ctx, w.name);
+            assert_non_null(t);
+            assert_int_equal(w.flags, t->flags | (usage ? VGPU_TENSOR_FLAG_WEIGHTS : 0));
+        }
+        assert_true(ggml_get_tensor(f.ctx, "a")->flags & GGML_TENSOR_FLAG_INPUT);
+        vgpu_graph_image_free(&img);
+        destroy(&f);
+    }
+}
+
 static void test_baseline_image(void **state)
 {
     (void)state;
     struct fixture f;
     build(&f);
-    struct vgpu_locator loc = { lookup, f.buf };
+    struct vgpu_locator loc = { lookup, f.buf, NULL };
     struct vgpu_graph_image img = { 0 };
     char why[256];
     assert_int_equal(vgpu_graph_serialize(&img, f.gf, &loc, VGPU_GRAPH_FORM_BASELINE, why, sizeof(why)), 0);
@@ -279,7 +325,7 @@ static void test_foreign_buffer(void **state)
     (void)state;
     struct fixture f;
     build(&f);
-    struct vgpu_locator loc = { lookup, NULL }; /* knows no buffer */
+    struct vgpu_locator loc = { lookup, NULL, NULL }; /* knows no buffer */
     struct vgpu_graph_image img = { 0 };
     char why[256];
     assert_int_equal(vgpu_graph_serialize(&img, f.gf, &loc, VGPU_GRAPH_FORM_EXT, why, sizeof(why)), 0);
@@ -416,6 +462,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ext_image),
+        cmocka_unit_test(test_weights_flag),
         cmocka_unit_test(test_baseline_image),
         cmocka_unit_test(test_foreign_buffer),
         cmocka_unit_test(test_deep_chain),
