@@ -176,6 +176,7 @@ static const char *backend_get_name(ggml_backend_t backend)
 static void backend_free(ggml_backend_t backend)
 {
     struct vgpu_backend_ctx *ctx = ctx_of(backend);
+    vgpu_gprof_report(&ctx->dev->state->ch->prof, ctx->dev->name);
     vgpu_graph_image_free(&ctx->img);
     free(ctx);
     free(backend);
@@ -237,7 +238,9 @@ static void backend_get_tensor_async(ggml_backend_t backend, const struct ggml_t
 static void backend_synchronize(ggml_backend_t backend)
 {
     struct vgpu_state *st = ctx_of(backend)->dev->state;
+    uint64_t t0 = vgpu_gprof_now(&st->ch->prof);
     (void)vgpu_remote_sync(st->ch, true);
+    vgpu_gprof_phase(&st->ch->prof, VGPU_GPROF_SYNCHRONIZE, t0);
 }
 
 static enum ggml_status to_ggml_status(int32_t s)
@@ -289,7 +292,19 @@ static void remember_graph(struct vgpu_backend_ctx *ctx, uint64_t uid)
         vgpu_graph_lru_insert(&dev->graphs, uid);
 }
 
+static enum ggml_status compute_graph(ggml_backend_t backend, struct ggml_cgraph *cgraph);
+
 static enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggml_cgraph *cgraph)
+{
+    struct vgpu_gprof *prof = &ctx_of(backend)->dev->state->ch->prof;
+    uint64_t t0 = vgpu_gprof_now(prof);
+    enum ggml_status st = compute_graph(backend, cgraph);
+    vgpu_gprof_phase(prof, VGPU_GPROF_COMPUTE, t0);
+    return st;
+}
+
+/* backend_graph_compute, untimed. */
+static enum ggml_status compute_graph(ggml_backend_t backend, struct ggml_cgraph *cgraph)
 {
     struct vgpu_backend_ctx *ctx = ctx_of(backend);
     struct vgpu_device *dev = ctx->dev;
@@ -348,8 +363,10 @@ static enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggm
         /* The host dropped it (evicted, or one of its buffers was freed): send it again. */
         vgpu_graph_lru_remove(&dev->graphs, uid);
     }
+    uint64_t t0 = vgpu_gprof_now(&st->ch->prof);
     if (vgpu_graph_serialize(&ctx->img, cgraph, &vgpu_locator, VGPU_GRAPH_FORM_EXT, why, sizeof(why)) != 0)
         return compute_failed(dev, why, 0);
+    vgpu_gprof_phase(&st->ch->prof, VGPU_GPROF_SERIALIZE, t0);
     if (batching) {
         /* A new graph is queued like a recompute when it fits one command, so that the guest
          * prepares the next one (a prompt's next ubatch) while the host computes this one. */
@@ -387,10 +404,12 @@ static void backend_graph_optimize(ggml_backend_t backend, struct ggml_cgraph *c
         vgpu_channel_is_lost(st->ch))
         return;
     char why[256];
+    uint64_t t0 = vgpu_gprof_now(&st->ch->prof);
     if (vgpu_graph_serialize(&ctx->img, cgraph, &vgpu_locator, VGPU_GRAPH_FORM_EXT, why, sizeof(why)) != 0) {
         GGML_LOG_WARN("ggml-virtgpu: %s: graph_optimize skipped: %s\n", dev->name, why);
         return;
     }
+    vgpu_gprof_phase(&st->ch->prof, VGPU_GPROF_OPT_SERIALIZE, t0);
     uint32_t n = ctx->img.n_nodes;
     uint32_t *order = malloc((size_t)n * sizeof(*order));
     struct ggml_tensor **nodes = malloc((size_t)n * sizeof(*nodes));
@@ -414,6 +433,7 @@ static void backend_graph_optimize(ggml_backend_t backend, struct ggml_cgraph *c
     free(deps);
     free(nodes);
     free(order);
+    vgpu_gprof_phase(&st->ch->prof, VGPU_GPROF_OPTIMIZE, t0);
 }
 
 static const struct ggml_backend_i backend_iface = {

@@ -101,7 +101,9 @@ static enum ggml_status buffer_init_tensor(ggml_backend_buffer_t buffer, struct 
         return GGML_STATUS_SUCCESS;
     struct vgpu_tensor_ref ref;
     vgpu_tensor_ref_from(tensor, &ref);
+    uint64_t t0 = vgpu_gprof_now(&ch_of(b)->prof);
     int code = vgpu_remote_tensor_init(ch_of(b), &ref);
+    vgpu_gprof_phase(&ch_of(b)->prof, VGPU_GPROF_INIT_TENSOR, t0);
     if (code == VGPU_UNSUPPORTED) {
         /* The host backend keeps per-tensor state that cannot live on the host: say it once. */
         static int logged;
