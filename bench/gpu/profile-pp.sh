@@ -21,11 +21,13 @@
 #   --project DIR  a build of this project to measure through (repeatable, e.g. a build with a
 #                  fix beside one without: each is named by its directory's basename in the
 #                  results); default WORK/project (build-project.sh)
+#   --also-plain   each project a second time without profiling (NAME-plain), to see what the
+#                  profiling itself costs
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-backend=cuda sizes=1b reps=20 rounds=2 projects=() pos=()
+backend=cuda sizes=1b reps=20 rounds=2 projects=() plain=0 pos=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --backend) backend=$2; shift 2 ;;
@@ -33,6 +35,7 @@ while [ $# -gt 0 ]; do
         --reps) reps=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
         --project) projects+=("$(cd "$2" && pwd)"); shift 2 ;;
+        --also-plain) plain=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) echo "profile-pp.sh: unknown option $1" >&2; exit 2 ;;
         *) pos+=("$1"); shift ;;
@@ -55,9 +58,10 @@ for p in "${projects[@]}"; do
     [ -x "$p/bin/ggml-virtgpu-server" ] || gpu_die "no server in $p (build-project.sh)"
 done
 
-# run SIZE CONFIG UB ROUND [PROJECT]: one llama-bench run; CONFIG native or a project's name.
+# run SIZE CONFIG UB ROUND [PROJECT [PROFILE]]: one llama-bench run; CONFIG native or a
+# project's name; PROFILE 1 (default) or 0.
 run() {
-    local size=$1 cfg=$2 ub=$3 r=$4 proj=${5:-} model=$MODELS/$1-Q4_0.gguf
+    local size=$1 cfg=$2 ub=$3 r=$4 proj=${5:-} prof=${6:-1} model=$MODELS/$1-Q4_0.gguf
     local base=$out/$size-$cfg-ub$ub.r$r sock spid rc=0
     local args=(-m "$model" -p 512 -n 0 -r "$reps" -t "$(nproc)" -ngl 99 -o csv)
     [ "$ub" = 512 ] || args+=(-ub "$ub")
@@ -66,11 +70,11 @@ run() {
             "$bin/llama-bench" "${args[@]}" "${native_dev[@]}" >"$base.csv" 2>"$base.log" || rc=$?
     else
         sock=$(mktemp -u /tmp/profile-pp.XXXXXX.sock)
-        GGML_VIRTGPU_PROFILE=1 "$proj/bin/ggml-virtgpu-server" --socket "$sock" --log-level warn \
+        GGML_VIRTGPU_PROFILE=$prof "$proj/bin/ggml-virtgpu-server" --socket "$sock" --log-level warn \
             --backend "$bin/libggml-$backend.so" >"$base.server.log" 2>&1 &
         spid=$!
         for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
-        env CUDA_VISIBLE_DEVICES= GGML_VIRTGPU_PROFILE=1 GGML_BACKEND_PATH="$proj/lib/libggml-virtgpu.so" \
+        env CUDA_VISIBLE_DEVICES= GGML_VIRTGPU_PROFILE=$prof GGML_BACKEND_PATH="$proj/lib/libggml-virtgpu.so" \
             GGML_VIRTGPU_SOCKET="$sock" timeout -k 10 300 \
             "$bin/llama-bench" "${args[@]}" -dev VirtGPU0 >"$base.csv" 2>"$base.log" || rc=$?
         # The worker prints the host's table when the client's context ends: let it finish.
@@ -95,14 +99,19 @@ tps() {
 IFS=, read -ra size_list <<<"$sizes"
 names=()
 for p in "${projects[@]}"; do names+=("$(basename "$p")"); done
-gpu_log "sizes ${sizes}, -r $reps, $rounds rounds, through: ${names[*]}"
+cfgs=("${names[@]}")
+[ "$plain" = 0 ] || for n in "${names[@]}"; do cfgs+=("$n-plain"); done
+gpu_log "sizes ${sizes}, -r $reps, $rounds rounds, through: ${cfgs[*]}"
 for size in "${size_list[@]}"; do
     [ -f "$MODELS/$size-Q4_0.gguf" ] || gpu_die "no model $MODELS/$size-Q4_0.gguf (run-bench.sh --models-only)"
     for ((r = 1; r <= rounds; r++)); do
         for ub in 512 256; do
             gpu_phase "$size ub $ub round $r"
             run "$size" native "$ub" "$r"
-            for i in "${!projects[@]}"; do run "$size" "${names[$i]}" "$ub" "$r" "${projects[$i]}"; done
+            for i in "${!projects[@]}"; do
+                run "$size" "${names[$i]}" "$ub" "$r" "${projects[$i]}" 1
+                [ "$plain" = 0 ] || run "$size" "${names[$i]}-plain" "$ub" "$r" "${projects[$i]}" 0
+            done
         done
     done
 done
@@ -115,7 +124,7 @@ done
             for ((r = 1; r <= rounds; r++)); do
                 nat=$(tps "$out/$size-native-ub$ub.r$r.csv")
                 nat=${nat%% *}
-                for cfg in native "${names[@]}"; do
+                for cfg in native "${cfgs[@]}"; do
                     v=$(tps "$out/$size-$cfg-ub$ub.r$r.csv")
                     t=${v%% *} sd=${v##* }
                     [ -n "$t" ] || { printf '%-5s %-14s %-4s %-3s %10s\n' "$size" "$cfg" "$ub" "$r" failed; continue; }
