@@ -294,6 +294,20 @@ static void remember_graph(struct vgpu_backend_ctx *ctx, uint64_t uid)
 
 static enum ggml_status compute_graph(ggml_backend_t backend, struct ggml_cgraph *cgraph);
 
+/* Queues the recompute of uid, which the mirror holds with its image (batching hosts):
+ * submitted now, completed by synchronize (or any later command). */
+static enum ggml_status recompute_async(struct vgpu_device *dev, uint64_t uid, bool no_wait)
+{
+    struct vgpu_entry_meta m;
+    graph_meta(dev, uid, &m);
+    m.resend = resend_graph;
+    m.resend_user = dev;
+    int code = vgpu_remote_graph_compute_async(dev->state->ch, dev->index, uid, NULL, 0, &m, no_wait);
+    if (code != VGPU_OK)
+        return compute_failed(dev, "host error", code);
+    return GGML_STATUS_SUCCESS;
+}
+
 static enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggml_cgraph *cgraph)
 {
     struct vgpu_gprof *prof = &ctx_of(backend)->dev->state->ch->prof;
@@ -343,17 +357,8 @@ static enum ggml_status compute_graph(ggml_backend_t backend, struct ggml_cgraph
     const bool batching = vgpu_channel_batching(st->ch);
     const bool no_wait = (dev->info.caps & VGPU_CAP_ASYNC) != 0;
     uint32_t result;
-    if (uid && batching && vgpu_graph_lru_touch(&dev->graphs, uid) && vgpu_graph_lru_has_image(&dev->graphs, uid)) {
-        /* Asynchronous: submitted now, completed by synchronize (or any later command). */
-        struct vgpu_entry_meta m;
-        graph_meta(dev, uid, &m);
-        m.resend = resend_graph;
-        m.resend_user = dev;
-        int code = vgpu_remote_graph_compute_async(st->ch, dev->index, uid, NULL, 0, &m, no_wait);
-        if (code != VGPU_OK)
-            return compute_failed(dev, "host error", code);
-        return GGML_STATUS_SUCCESS;
-    }
+    if (uid && batching && vgpu_graph_lru_touch(&dev->graphs, uid) && vgpu_graph_lru_has_image(&dev->graphs, uid))
+        return recompute_async(dev, uid, no_wait);
     if (uid && vgpu_graph_lru_touch(&dev->graphs, uid)) {
         int code = vgpu_remote_graph_compute(st->ch, dev->index, uid, NULL, 0, &result, &status);
         if (code != VGPU_OK)

@@ -109,6 +109,7 @@ struct vgpu_device {
     uint64_t                        mem_total;
     struct vgpu_op_cache            ops;
     struct vgpu_graph_lru           graphs;
+    int                             init_deferred; /* atomic: the host initialised a tensor, later inits are deferred */
 };
 
 /* A buffer of a host buffer type (buffer.c). */
