@@ -116,6 +116,20 @@ bool vgpu_graph_lru_has_image(struct vgpu_graph_lru *l, uint64_t uid)
     return has;
 }
 
+uint64_t vgpu_graph_lru_find_image(struct vgpu_graph_lru *l, const uint8_t *image, size_t size)
+{
+    uint64_t uid = 0;
+    pthread_mutex_lock(&l->lock);
+    for (uint32_t i = 0; i < l->n && !uid; i++) {
+        if (l->e[i].image && l->e[i].size == size && memcmp(l->e[i].image, image, size) == 0) {
+            uid = l->e[i].uid;
+            lru_front(l, i);
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+    return uid;
+}
+
 void vgpu_graph_lru_remove(struct vgpu_graph_lru *l, uint64_t uid)
 {
     pthread_mutex_lock(&l->lock);
@@ -373,6 +387,19 @@ static enum ggml_status compute_graph(ggml_backend_t backend, struct ggml_cgraph
         return compute_failed(dev, why, 0);
     vgpu_gprof_phase(&st->ch->prof, VGPU_GPROF_SERIALIZE, t0);
     if (batching) {
+        /*
+         * The same graph under another uid: llama.cpp builds a new graph (a new uid) for every
+         * ubatch of a prompt that takes several, yet ubatches of the same shape give the same
+         * graph, byte for byte. When the host holds one built from exactly these bytes, it is
+         * recomputed under that uid: nothing is sent, and the host's build and validation (all
+         * of it while the device idles, between two ubatches) are not repeated. The host
+         * validated these very bytes, against the same buffers (freeing any buffer clears the
+         * mirror), and still runs its per-compute checks (index data, zero-copy buffers).
+         */
+        uint64_t same = st->graph_cache_slots ? vgpu_graph_lru_find_image(&dev->graphs, ctx->img.data, ctx->img.size)
+                                              : 0;
+        if (same)
+            return recompute_async(dev, same, no_wait);
         /* A new graph is queued like a recompute when it fits one command, so that the guest
          * prepares the next one (a prompt's next ubatch) while the host computes this one. */
         struct vgpu_entry_meta m;

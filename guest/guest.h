@@ -84,6 +84,8 @@ void vgpu_graph_lru_insert(struct vgpu_graph_lru *l, uint64_t uid);
 void vgpu_graph_lru_insert_image(struct vgpu_graph_lru *l, uint64_t uid, const uint8_t *image, size_t size);
 /* True if uid is held with its image. */
 bool vgpu_graph_lru_has_image(struct vgpu_graph_lru *l, uint64_t uid);
+/* The uid held with exactly these image bytes (made the most recent), or 0. */
+uint64_t vgpu_graph_lru_find_image(struct vgpu_graph_lru *l, const uint8_t *image, size_t size);
 void vgpu_graph_lru_remove(struct vgpu_graph_lru *l, uint64_t uid);
 /* Forgets every uid. */
 void vgpu_graph_lru_clear(struct vgpu_graph_lru *l);

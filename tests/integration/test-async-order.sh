@@ -2,7 +2,8 @@
 # Ordering of the guest's deferred commands on a batching host with host-allocated buffers
 # (tests/support/async-order.c): a graph resent after the host's cache dropped it does not
 # overwrite the image of a compute queued behind it; synchronize completes async sets that
-# read the caller's host-buffer memory; tensor inits are deferred after the first (one round
+# read the caller's host-buffer memory; a second cgraph whose image equals a cached one is
+# computed from the host's build of it (one build, right values); tensor inits are deferred after the first (one round
 # trip, not one per tensor) and still run in order (a server on the fake-queue test backend,
 # whose buffers have init_tensor).
 . "$(dirname "$0")/lib.sh"
@@ -17,6 +18,24 @@ for t in resend sync; do
     grep -v '^load_backend\|^ggml-virtgpu' "$VGPU_SCRATCH/$t.out"
 done
 vgpu_stop_server
+
+note same
+GGML_VIRTGPU_PROFILE=1 vgpu_start_server
+vgpu_guest "$VGPU_BUILD/bin/async-order" "$LLAMA_BIN" same >"$VGPU_SCRATCH/same.out" 2>&1 ||
+    fail "same: $(grep -v '^load_backend' "$VGPU_SCRATCH/same.out" | tail -5)"
+grep -v '^load_backend\|^ggml-virtgpu' "$VGPU_SCRATCH/same.out"
+# The host's profile is printed when the worker's context ends, after the client left.
+for _ in $(seq 100); do
+    grep -q 'profile: graphs built for compute' "$VGPU_SCRATCH/server.log" && break
+    sleep 0.1
+done
+vgpu_stop_server
+# One build, one cache hit.
+built=$(awk '/profile: graphs built for compute/ { print $NF }' "$VGPU_SCRATCH/server.log")
+hits=$(awk '/profile: graph cache hits/ { print $NF }' "$VGPU_SCRATCH/server.log")
+[ "${built:-}" = 1 ] && [ "${hits:-}" = 1 ] ||
+    fail "same: expected 1 graph built and 1 cache hit, the host's profile says ${built:-?} and ${hits:-?}"
+note "same: $built graph built, $hits recomputed"
 
 note init
 vgpu_start_server --backend "$VGPU_BUILD/lib/libvgpu-fake-queue-backend.so"
