@@ -23,11 +23,14 @@
 #                  results); default WORK/project (build-project.sh)
 #   --also-plain   each project a second time without profiling (NAME-plain), to see what the
 #                  profiling itself costs
+#   --config SPEC  one more configuration, SPEC = NAME:DIR[:plain][:VAR=VALUE]...: through the
+#                  build DIR, without profiling if "plain", with VAR=VALUE in the guest's
+#                  environment (e.g. fix-spin:WORK/fix:GGML_VIRTGPU_SPIN_US=100000)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-backend=cuda sizes=1b reps=20 rounds=2 projects=() plain=0 pos=()
+backend=cuda sizes=1b reps=20 rounds=2 projects=() plain=0 extra=() pos=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --backend) backend=$2; shift 2 ;;
@@ -36,6 +39,7 @@ while [ $# -gt 0 ]; do
         --rounds) rounds=$2; shift 2 ;;
         --project) projects+=("$(cd "$2" && pwd)"); shift 2 ;;
         --also-plain) plain=1; shift ;;
+        --config) extra+=("$2"); shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) echo "profile-pp.sh: unknown option $1" >&2; exit 2 ;;
         *) pos+=("$1"); shift ;;
@@ -46,7 +50,7 @@ gpu_begin profile-pp "${pos[0]}" 0 "$0"
 gpu_paths
 mkdir -p "${pos[1]}"
 out=$(cd "${pos[1]}" && pwd)
-[ "${#projects[@]}" -gt 0 ] || projects=("$PROJECT_BUILD")
+[ "${#projects[@]}" -gt 0 ] || [ "${#extra[@]}" -gt 0 ] || projects=("$PROJECT_BUILD")
 bin=$DEPS_BUILD/bin
 case "$backend" in
     cuda) native_dev=(-dev CUDA0) ;;
@@ -54,14 +58,36 @@ case "$backend" in
     *) gpu_die "--backend must be cuda or cpu" ;;
 esac
 [ -f "$bin/libggml-$backend.so" ] || gpu_die "no libggml-$backend.so in $bin (build-deps.sh)"
+
+# The configurations besides native: parallel arrays of name, build, profiling, guest env.
+c_name=() c_dir=() c_prof=() c_env=()
 for p in "${projects[@]}"; do
+    c_name+=("$(basename "$p")") c_dir+=("$p") c_prof+=(1) c_env+=("")
+done
+if [ "$plain" = 1 ]; then
+    for p in "${projects[@]}"; do
+        c_name+=("$(basename "$p")-plain") c_dir+=("$p") c_prof+=(0) c_env+=("")
+    done
+fi
+for spec in "${extra[@]}"; do
+    IFS=: read -ra f <<<"$spec"
+    [ "${#f[@]}" -ge 2 ] || gpu_die "--config $spec: NAME:DIR[:plain][:VAR=VALUE]..."
+    pr=1 ev=""
+    for x in "${f[@]:2}"; do
+        case "$x" in plain) pr=0 ;; *=*) ev="$ev $x" ;; *) gpu_die "--config $spec: what is '$x'?" ;; esac
+    done
+    c_name+=("${f[0]}") c_dir+=("$(cd "${f[1]}" && pwd)") c_prof+=("$pr") c_env+=("$ev")
+done
+for p in "${c_dir[@]}"; do
     [ -x "$p/bin/ggml-virtgpu-server" ] || gpu_die "no server in $p (build-project.sh)"
 done
 
-# run SIZE CONFIG UB ROUND [PROJECT [PROFILE]]: one llama-bench run; CONFIG native or a
-# project's name; PROFILE 1 (default) or 0.
+# run SIZE CONFIG UB ROUND [PROJECT [PROFILE [ENV]]]: one llama-bench run; CONFIG native or a
+# configuration's name; PROFILE 1 (default) or 0; ENV: VAR=VALUE words for the guest.
 run() {
     local size=$1 cfg=$2 ub=$3 r=$4 proj=${5:-} prof=${6:-1} model=$MODELS/$1-Q4_0.gguf
+    local -a genv
+    read -ra genv <<<"${7:-}"
     local base=$out/$size-$cfg-ub$ub.r$r sock spid rc=0
     local args=(-m "$model" -p 512 -n 0 -r "$reps" -t "$(nproc)" -ngl 99 -o csv)
     [ "$ub" = 512 ] || args+=(-ub "$ub")
@@ -74,7 +100,7 @@ run() {
             --backend "$bin/libggml-$backend.so" >"$base.server.log" 2>&1 &
         spid=$!
         for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
-        env CUDA_VISIBLE_DEVICES= GGML_VIRTGPU_PROFILE=$prof GGML_BACKEND_PATH="$proj/lib/libggml-virtgpu.so" \
+        env "${genv[@]}" CUDA_VISIBLE_DEVICES= GGML_VIRTGPU_PROFILE=$prof GGML_BACKEND_PATH="$proj/lib/libggml-virtgpu.so" \
             GGML_VIRTGPU_SOCKET="$sock" timeout -k 10 300 \
             "$bin/llama-bench" "${args[@]}" -dev VirtGPU0 >"$base.csv" 2>"$base.log" || rc=$?
         # The worker prints the host's table when the client's context ends: let it finish.
@@ -97,20 +123,15 @@ tps() {
 }
 
 IFS=, read -ra size_list <<<"$sizes"
-names=()
-for p in "${projects[@]}"; do names+=("$(basename "$p")"); done
-cfgs=("${names[@]}")
-[ "$plain" = 0 ] || for n in "${names[@]}"; do cfgs+=("$n-plain"); done
-gpu_log "sizes ${sizes}, -r $reps, $rounds rounds, through: ${cfgs[*]}"
+gpu_log "sizes ${sizes}, -r $reps, $rounds rounds, through: ${c_name[*]}"
 for size in "${size_list[@]}"; do
     [ -f "$MODELS/$size-Q4_0.gguf" ] || gpu_die "no model $MODELS/$size-Q4_0.gguf (run-bench.sh --models-only)"
     for ((r = 1; r <= rounds; r++)); do
         for ub in 512 256; do
             gpu_phase "$size ub $ub round $r"
             run "$size" native "$ub" "$r"
-            for i in "${!projects[@]}"; do
-                run "$size" "${names[$i]}" "$ub" "$r" "${projects[$i]}" 1
-                [ "$plain" = 0 ] || run "$size" "${names[$i]}-plain" "$ub" "$r" "${projects[$i]}" 0
+            for i in "${!c_name[@]}"; do
+                run "$size" "${c_name[$i]}" "$ub" "$r" "${c_dir[$i]}" "${c_prof[$i]}" "${c_env[$i]}"
             done
         done
     done
@@ -124,7 +145,7 @@ done
             for ((r = 1; r <= rounds; r++)); do
                 nat=$(tps "$out/$size-native-ub$ub.r$r.csv")
                 nat=${nat%% *}
-                for cfg in native "${cfgs[@]}"; do
+                for cfg in native "${c_name[@]}"; do
                     v=$(tps "$out/$size-$cfg-ub$ub.r$r.csv")
                     t=${v%% *} sd=${v##* }
                     [ -n "$t" ] || { printf '%-5s %-14s %-4s %-3s %10s\n' "$size" "$cfg" "$ub" "$r" failed; continue; }
