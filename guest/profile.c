@@ -4,6 +4,7 @@
 #include "profile.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "apir.h"
@@ -28,6 +29,20 @@ void vgpu_gprof_init(struct vgpu_gprof *p)
 {
     memset(p, 0, sizeof(*p));
     p->on = vgpu_env_flag("GGML_VIRTGPU_PROFILE");
+    const char *e = getenv("GGML_VIRTGPU_PROFILE");
+    if (p->on && strcmp(e, "2") == 0)
+        p->events = calloc(VGPU_GPROF_EVENTS, sizeof(*p->events)); /* kept for the process's life */
+}
+
+static void event(struct vgpu_gprof *p, uint32_t what, uint64_t t0, uint64_t t1)
+{
+    if (!p->events)
+        return;
+    uint64_t i = __atomic_fetch_add(&p->n_events, 1, __ATOMIC_RELAXED);
+    struct vgpu_gprof_event *e = &p->events[i % VGPU_GPROF_EVENTS];
+    e->t0_ns = t0;
+    e->dur_ns = t1 - t0;
+    e->what = what;
 }
 
 static int slot(uint32_t cmd)
@@ -50,14 +65,19 @@ static void stat_add(struct vgpu_gprof_stat *s, uint64_t ns)
 
 void vgpu_gprof_phase_slow(struct vgpu_gprof *p, enum vgpu_gprof_phase ph, uint64_t t0)
 {
-    stat_add(&p->phase[ph], vgpu_gprof_now(p) - t0);
+    uint64_t t1 = vgpu_gprof_now(p);
+    stat_add(&p->phase[ph], t1 - t0);
+    if (ph != VGPU_GPROF_INIT_TENSOR) /* hundreds per graph: they would crowd the rest out */
+        event(p, VGPU_GPROF_EVENT_PHASE + ph, t0, t1);
 }
 
 void vgpu_gprof_forward_slow(struct vgpu_gprof *p, uint32_t cmd, uint64_t t0)
 {
     int s = slot(cmd);
+    uint64_t t1 = vgpu_gprof_now(p);
     if (s >= 0)
-        stat_add(&p->forward[s], vgpu_gprof_now(p) - t0);
+        stat_add(&p->forward[s], t1 - t0);
+    event(p, cmd, t0, t1);
 }
 
 void vgpu_gprof_defer_slow(struct vgpu_gprof *p, uint32_t cmd)
@@ -112,7 +132,25 @@ void vgpu_gprof_report(struct vgpu_gprof *p, const char *what)
         if (p->phase[i].n)
             row(what, phase_names[i], 0, &p->phase[i]);
     }
+    if (p->events) {
+        /* The timeline, oldest first: start (CLOCK_MONOTONIC, ms), duration (us), what. */
+        uint64_t end = p->n_events, n = end < VGPU_GPROF_EVENTS ? end : VGPU_GPROF_EVENTS;
+        for (uint64_t i = end - n; i < end; i++) {
+            const struct vgpu_gprof_event *e = &p->events[i % VGPU_GPROF_EVENTS];
+            char name[32];
+            if (e->what >= VGPU_GPROF_EVENT_PHASE)
+                snprintf(name, sizeof(name), "%s", phase_names[e->what - VGPU_GPROF_EVENT_PHASE]);
+            else if (e->what >= VGPU_CMD_EXT_FIRST && e->what < VGPU_CMD_EXT_END)
+                snprintf(name, sizeof(name), "%s", ext_names[e->what - VGPU_CMD_EXT_FIRST]);
+            else
+                snprintf(name, sizeof(name), "baseline command %u", e->what);
+            fprintf(stderr, "ggml-virtgpu: timeline (%s): guest %.3f %.1f 0 %s\n", what, (double)e->t0_ns / 1e6,
+                    (double)e->dur_ns / 1e3, name);
+        }
+    }
     bool on = p->on;
+    struct vgpu_gprof_event *events = p->events;
     memset(p, 0, sizeof(*p));
     p->on = on;
+    p->events = events;
 }

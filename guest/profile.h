@@ -8,7 +8,9 @@
  * when the channel is created; one table on stderr each time a VirtGPU backend (a llama.cpp
  * context's stream) is freed, covering everything since the previous table. Off by default;
  * when off every call here is one branch and reads no clock. Counters are updated atomically:
- * several backends may compute from several threads.
+ * several backends may compute from several threads. GGML_VIRTGPU_PROFILE=2 also keeps a
+ * timeline of the last VGPU_GPROF_EVENTS waited commands and phases (CLOCK_MONOTONIC, as the
+ * host's: the two merge), printed after the table.
  */
 #ifndef VGPU_GUEST_PROFILE_H
 #define VGPU_GUEST_PROFILE_H
@@ -35,8 +37,19 @@ struct vgpu_gprof_stat {
     uint64_t max_ns;
 };
 
+#define VGPU_GPROF_EVENTS 4096
+
+struct vgpu_gprof_event {
+    uint64_t t0_ns;
+    uint64_t dur_ns;
+    uint32_t what; /* a command id (waited for), or VGPU_GPROF_EVENT_PHASE + a phase */
+};
+#define VGPU_GPROF_EVENT_PHASE 0x10000u
+
 struct vgpu_gprof {
     bool                   on;
+    struct vgpu_gprof_event *events; /* GGML_VIRTGPU_PROFILE=2: a ring */
+    uint64_t               n_events;  /* atomic */
     struct vgpu_gprof_stat forward[VGPU_GPROF_CMD_SLOTS]; /* waited for: submit to answer */
     uint64_t               deferred[VGPU_GPROF_CMD_SLOTS];
     struct vgpu_gprof_stat phase[VGPU_GPROF_N_PHASES];

@@ -361,6 +361,7 @@ void vgpu_ctx_destroy(struct vgpu_ctx *ctx)
     /* Queued async copies finish and pinned host memory is released before anything goes. */
     vgpu_ctx_async_wait(ctx);
     vgpu_prof_report(&ctx->prof, ctx->id);
+    vgpu_prof_free(&ctx->prof);
     vgpu_host_buffers_destroy(ctx);
     /* Cached graphs first (they point at buffers), then buffers, then backends. */
     for (uint32_t i = 0; i < ctx->n_devices; i++) {

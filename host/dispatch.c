@@ -183,7 +183,7 @@ static uint32_t dispatch_one(struct vgpu_ctx *ctx, uint32_t cmd, const uint8_t *
 {
     uint64_t t0 = vgpu_prof_now(&ctx->prof);
     uint32_t code = serve_one(ctx, cmd, req, req_len, out, out_cap, out_len, in_batch);
-    vgpu_prof_command(&ctx->prof, cmd, !in_batch, t0);
+    vgpu_prof_command(&ctx->prof, cmd, !in_batch, req_len, t0);
     return code;
 }
 

@@ -19,6 +19,25 @@ void vgpu_prof_init(struct vgpu_profile *p)
     memset(p, 0, sizeof(*p));
     const char *e = getenv("GGML_VIRTGPU_PROFILE");
     p->on = e && *e && strcmp(e, "0") != 0;
+    if (p->on && strcmp(e, "2") == 0)
+        p->events = calloc(VGPU_PROF_EVENTS, sizeof(*p->events)); /* none: no timeline */
+}
+
+void vgpu_prof_free(struct vgpu_profile *p)
+{
+    free(p->events);
+    p->events = NULL;
+}
+
+void vgpu_prof_event(struct vgpu_profile *p, uint32_t what, uint32_t arg, uint64_t t0, uint64_t t1)
+{
+    if (!p->events)
+        return;
+    struct vgpu_prof_event *e = &p->events[p->n_events++ % VGPU_PROF_EVENTS];
+    e->t0_ns = t0;
+    e->dur_ns = t1 - t0;
+    e->what = what;
+    e->arg = arg;
 }
 
 void vgpu_prof_stat_add(struct vgpu_prof_stat *s, uint64_t ns)
@@ -45,17 +64,19 @@ static uint32_t slot_cmd(int slot)
                                           : (uint32_t)(VGPU_CMD_EXT_FIRST + (slot - APIR_CMD_BASELINE_COUNT));
 }
 
-void vgpu_prof_command(struct vgpu_profile *p, uint32_t cmd, bool top, uint64_t t0)
+void vgpu_prof_command(struct vgpu_profile *p, uint32_t cmd, bool top, size_t len, uint64_t t0)
 {
     if (!p->on)
         return;
     int s = cmd_slot(cmd);
     if (s < 0)
         return;
-    uint64_t ns = vgpu_prof_clock() - t0;
-    vgpu_prof_stat_add(&p->cmd[s], ns);
-    if (top)
-        vgpu_prof_stat_add(&p->cmd_top[s], ns);
+    uint64_t t1 = vgpu_prof_clock();
+    vgpu_prof_stat_add(&p->cmd[s], t1 - t0);
+    if (top) {
+        vgpu_prof_stat_add(&p->cmd_top[s], t1 - t0);
+        vgpu_prof_event(p, cmd, len > UINT32_MAX ? UINT32_MAX : (uint32_t)len, t0, t1);
+    }
 }
 
 void vgpu_prof_top_begin(struct vgpu_profile *p, uint64_t t0)
@@ -133,4 +154,15 @@ void vgpu_prof_report(const struct vgpu_profile *p, uint32_t ctx_id)
     for (int i = 0; i < VGPU_PROF_N_COUNTS; i++)
         fprintf(stderr, "ggml-virtgpu-backend[ctx %u]: profile: %-34s %9llu\n", ctx_id, count_names[i],
                 (unsigned long long)p->count[i]);
+    if (!p->events)
+        return;
+    /* The timeline, oldest first: start (CLOCK_MONOTONIC, ms), duration (us), request bytes, what. */
+    uint64_t n = p->n_events < VGPU_PROF_EVENTS ? p->n_events : VGPU_PROF_EVENTS;
+    for (uint64_t i = p->n_events - n; i < p->n_events; i++) {
+        const struct vgpu_prof_event *e = &p->events[i % VGPU_PROF_EVENTS];
+        const char *name = e->what >= VGPU_PROF_EVENT_PHASE ? phase_names[e->what - VGPU_PROF_EVENT_PHASE]
+                                                            : vgpu_command_name(e->what);
+        fprintf(stderr, "ggml-virtgpu-backend[ctx %u]: timeline: host %.3f %.1f %u %s\n", ctx_id,
+                (double)e->t0_ns / 1e6, (double)e->dur_ns / 1e3, e->arg, name);
+    }
 }

@@ -5,7 +5,9 @@
  *
  * Enabled per context by the environment variable GGML_VIRTGPU_PROFILE (set, not empty, not
  * "0") in the server's environment, read when the context is created. The summary table goes
- * to stderr when the context is destroyed. Off by default; when off every call here is one
+ * to stderr when the context is destroyed. GGML_VIRTGPU_PROFILE=2 also keeps a timeline of the
+ * last VGPU_PROF_EVENTS top-level commands and phases (CLOCK_MONOTONIC, the clock the guest's
+ * timeline uses too, so that the two merge on one machine), printed after the table. Off by default; when off every call here is one
  * branch on ctx->prof.on and reads no clock.
  *
  * Everything lives in struct vgpu_ctx (no process-global state), so concurrent contexts of a
@@ -15,6 +17,7 @@
 #define VGPU_HOST_PROFILE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -55,8 +58,20 @@ struct vgpu_prof_stat {
     uint64_t max_ns;
 };
 
+#define VGPU_PROF_EVENTS 4096
+
+struct vgpu_prof_event {
+    uint64_t t0_ns;
+    uint64_t dur_ns;
+    uint32_t what; /* a command id, or VGPU_PROF_EVENT_PHASE + a phase */
+    uint32_t arg;  /* commands: request bytes */
+};
+#define VGPU_PROF_EVENT_PHASE 0x10000u
+
 struct vgpu_profile {
     bool                  on;
+    struct vgpu_prof_event *events; /* GGML_VIRTGPU_PROFILE=2: a ring of VGPU_PROF_EVENTS */
+    uint64_t              n_events;
     uint64_t              last_end_ns; /* end of the last top-level command (0: none yet) */
     struct vgpu_prof_stat cmd[VGPU_PROF_CMD_SLOTS];
     struct vgpu_prof_stat cmd_top[VGPU_PROF_CMD_SLOTS]; /* the same, top-level commands only */
@@ -66,6 +81,10 @@ struct vgpu_profile {
 
 /* Turns profiling on when GGML_VIRTGPU_PROFILE says so. */
 void vgpu_prof_init(struct vgpu_profile *p);
+/* Frees the timeline. */
+void vgpu_prof_free(struct vgpu_profile *p);
+/* Records an event in the timeline (when there is one). */
+void vgpu_prof_event(struct vgpu_profile *p, uint32_t what, uint32_t arg, uint64_t t0, uint64_t t1);
 
 static inline uint64_t vgpu_prof_clock(void)
 {
@@ -85,8 +104,12 @@ void vgpu_prof_stat_add(struct vgpu_prof_stat *s, uint64_t ns);
 /* Adds now - t0 to a phase. */
 static inline void vgpu_prof_phase(struct vgpu_profile *p, enum vgpu_prof_phase ph, uint64_t t0)
 {
-    if (p->on)
-        vgpu_prof_stat_add(&p->phase[ph], vgpu_prof_clock() - t0);
+    if (p->on) {
+        uint64_t t1 = vgpu_prof_clock();
+        vgpu_prof_stat_add(&p->phase[ph], t1 - t0);
+        if (p->events)
+            vgpu_prof_event(p, VGPU_PROF_EVENT_PHASE + ph, 0, t0, t1);
+    }
 }
 
 static inline void vgpu_prof_count(struct vgpu_profile *p, enum vgpu_prof_count c)
@@ -95,8 +118,8 @@ static inline void vgpu_prof_count(struct vgpu_profile *p, enum vgpu_prof_count 
         p->count[c]++;
 }
 
-/* Adds now - t0 to command cmd (top: a top-level command, not a batch entry). */
-void vgpu_prof_command(struct vgpu_profile *p, uint32_t cmd, bool top, uint64_t t0);
+/* Adds now - t0 to command cmd (top: a top-level command, not a batch entry, of len bytes). */
+void vgpu_prof_command(struct vgpu_profile *p, uint32_t cmd, bool top, size_t len, uint64_t t0);
 /* A top-level command starts (t0) or has ended (its reply is written): the guest gap. */
 void vgpu_prof_top_begin(struct vgpu_profile *p, uint64_t t0);
 void vgpu_prof_top_end(struct vgpu_profile *p);

@@ -23,8 +23,9 @@
 #                  results); default WORK/project (build-project.sh)
 #   --also-plain   each project a second time without profiling (NAME-plain), to see what the
 #                  profiling itself costs
-#   --config SPEC  one more configuration, SPEC = NAME:DIR[:plain][:VAR=VALUE]...: through the
-#                  build DIR, without profiling if "plain", with VAR=VALUE in the guest's
+#   --config SPEC  one more configuration, SPEC = NAME:DIR[:plain|:timeline][:VAR=VALUE]...:
+#                  through the build DIR, without profiling if "plain", with timelines
+#                  (GGML_VIRTGPU_PROFILE=2) if "timeline", with VAR=VALUE in the guest's
 #                  environment (e.g. fix-spin:WORK/fix:GGML_VIRTGPU_SPIN_US=100000)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -74,7 +75,12 @@ for spec in "${extra[@]}"; do
     [ "${#f[@]}" -ge 2 ] || gpu_die "--config $spec: NAME:DIR[:plain][:VAR=VALUE]..."
     pr=1 ev=""
     for x in "${f[@]:2}"; do
-        case "$x" in plain) pr=0 ;; *=*) ev="$ev $x" ;; *) gpu_die "--config $spec: what is '$x'?" ;; esac
+        case "$x" in
+            plain) pr=0 ;;
+            timeline) pr=2 ;;
+            *=*) ev="$ev $x" ;;
+            *) gpu_die "--config $spec: what is '$x'?" ;;
+        esac
     done
     c_name+=("${f[0]}") c_dir+=("$(cd "${f[1]}" && pwd)") c_prof+=("$pr") c_env+=("$ev")
 done
@@ -83,7 +89,7 @@ for p in "${c_dir[@]}"; do
 done
 
 # run SIZE CONFIG UB ROUND [PROJECT [PROFILE [ENV]]]: one llama-bench run; CONFIG native or a
-# configuration's name; PROFILE 1 (default) or 0; ENV: VAR=VALUE words for the guest.
+# configuration's name; PROFILE 1 (default), 0 or 2; ENV: VAR=VALUE words for the guest.
 run() {
     local size=$1 cfg=$2 ub=$3 r=$4 proj=${5:-} prof=${6:-1} model=$MODELS/$1-Q4_0.gguf
     local -a genv
