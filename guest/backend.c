@@ -142,6 +142,88 @@ void vgpu_graph_lru_remove(struct vgpu_graph_lru *l, uint64_t uid)
     pthread_mutex_unlock(&l->lock);
 }
 
+/* ---- graph_optimize answers by image ------------------------------------------------------ */
+
+void vgpu_opt_cache_init(struct vgpu_opt_cache *c)
+{
+    memset(c, 0, sizeof(*c));
+    pthread_mutex_init(&c->lock, NULL);
+}
+
+static void opt_answer_free(struct vgpu_opt_answer *a)
+{
+    free(a->image);
+    free(a->order);
+    free(a->deps);
+    memset(a, 0, sizeof(*a));
+}
+
+void vgpu_opt_cache_free(struct vgpu_opt_cache *c)
+{
+    for (uint32_t i = 0; i < c->n; i++)
+        opt_answer_free(&c->e[i]);
+    pthread_mutex_destroy(&c->lock);
+    memset(c, 0, sizeof(*c));
+}
+
+/*
+ * The answer for exactly these image bytes: order[n_nodes] filled, *deps malloc'd (NULL when
+ * none) and *n_deps set; false when none is held (or no memory).
+ */
+static bool opt_cache_get(struct vgpu_opt_cache *c, const struct vgpu_graph_image *img, uint32_t *order,
+                          uint32_t **deps, uint32_t *n_deps)
+{
+    bool hit = false;
+    pthread_mutex_lock(&c->lock);
+    for (uint32_t i = 0; i < c->n && !hit; i++) {
+        struct vgpu_opt_answer *a = &c->e[i];
+        if (a->size != img->size || a->n_nodes != img->n_nodes || memcmp(a->image, img->data, img->size) != 0)
+            continue;
+        uint32_t *d = NULL;
+        if (a->n_deps && !(d = malloc((size_t)a->n_deps * 2 * sizeof(*d))))
+            break;
+        if (d)
+            memcpy(d, a->deps, (size_t)a->n_deps * 2 * sizeof(*d));
+        memcpy(order, a->order, (size_t)a->n_nodes * sizeof(*order));
+        *deps = d;
+        *n_deps = a->n_deps;
+        struct vgpu_opt_answer keep = *a; /* most recent first */
+        memmove(c->e + 1, c->e, (size_t)i * sizeof(*c->e));
+        c->e[0] = keep;
+        hit = true;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return hit;
+}
+
+/* Keeps the host's answer for this image (nothing when memory is short). */
+static void opt_cache_put(struct vgpu_opt_cache *c, const struct vgpu_graph_image *img, const uint32_t *order,
+                          const uint32_t *deps, uint32_t n_deps)
+{
+    struct vgpu_opt_answer a = { 0 };
+    a.size = img->size;
+    a.n_nodes = img->n_nodes;
+    a.n_deps = n_deps;
+    a.image = malloc(img->size);
+    a.order = malloc((size_t)img->n_nodes * sizeof(*order));
+    a.deps = n_deps ? malloc((size_t)n_deps * 2 * sizeof(*deps)) : NULL;
+    if (!a.image || !a.order || (n_deps && !a.deps)) {
+        opt_answer_free(&a);
+        return;
+    }
+    memcpy(a.image, img->data, img->size);
+    memcpy(a.order, order, (size_t)img->n_nodes * sizeof(*order));
+    if (n_deps)
+        memcpy(a.deps, deps, (size_t)n_deps * 2 * sizeof(*deps));
+    pthread_mutex_lock(&c->lock);
+    if (c->n == VGPU_OPT_CACHE_SLOTS)
+        opt_answer_free(&c->e[--c->n]); /* the least recent goes */
+    memmove(c->e + 1, c->e, (size_t)c->n * sizeof(*c->e));
+    c->e[0] = a;
+    c->n++;
+    pthread_mutex_unlock(&c->lock);
+}
+
 void vgpu_backend_graphs_dropped(struct vgpu_device *dev)
 {
     vgpu_graph_lru_clear(&dev->graphs);
@@ -446,9 +528,22 @@ static void backend_graph_optimize(ggml_backend_t backend, struct ggml_cgraph *c
     uint32_t *order = malloc((size_t)n * sizeof(*order));
     struct ggml_tensor **nodes = malloc((size_t)n * sizeof(*nodes));
     uint32_t *deps = NULL, n_deps = 0;
-    int code = order && nodes ? vgpu_remote_graph_optimize(st->ch, dev->index, ctx->img.data, ctx->img.size, n,
-                                                           ctx->img.n_tensors, order, &deps, &n_deps)
-                              : -ENOMEM;
+    /*
+     * llama.cpp asks again for every ubatch of a prompt that takes several (a new graph each
+     * time, of one of two shapes): the host's answer for the same image bytes is reused, a round
+     * trip and a host build (behind the previous ubatch's compute) less each time. An answer is
+     * a valid order for every graph with that image, the host having checked it is a
+     * permutation of the nodes.
+     */
+    int code = -ENOMEM;
+    if (order && nodes && opt_cache_get(&dev->opt, &ctx->img, order, &deps, &n_deps)) {
+        code = VGPU_OK;
+    } else if (order && nodes) {
+        code = vgpu_remote_graph_optimize(st->ch, dev->index, ctx->img.data, ctx->img.size, n, ctx->img.n_tensors,
+                                          order, &deps, &n_deps);
+        if (code == VGPU_OK)
+            opt_cache_put(&dev->opt, &ctx->img, order, deps, n_deps);
+    }
     if (code == VGPU_OK) {
         memcpy(nodes, cgraph->nodes, (size_t)n * sizeof(*nodes));
         for (uint32_t i = 0; i < n; i++)
