@@ -116,6 +116,20 @@ bool vgpu_graph_lru_has_image(struct vgpu_graph_lru *l, uint64_t uid)
     return has;
 }
 
+uint64_t vgpu_graph_lru_find_image(struct vgpu_graph_lru *l, const uint8_t *image, size_t size)
+{
+    uint64_t uid = 0;
+    pthread_mutex_lock(&l->lock);
+    for (uint32_t i = 0; i < l->n && !uid; i++) {
+        if (l->e[i].image && l->e[i].size == size && memcmp(l->e[i].image, image, size) == 0) {
+            uid = l->e[i].uid;
+            lru_front(l, i);
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+    return uid;
+}
+
 void vgpu_graph_lru_remove(struct vgpu_graph_lru *l, uint64_t uid)
 {
     pthread_mutex_lock(&l->lock);
@@ -126,6 +140,88 @@ void vgpu_graph_lru_remove(struct vgpu_graph_lru *l, uint64_t uid)
         l->n--;
     }
     pthread_mutex_unlock(&l->lock);
+}
+
+/* ---- graph_optimize answers by image ------------------------------------------------------ */
+
+void vgpu_opt_cache_init(struct vgpu_opt_cache *c)
+{
+    memset(c, 0, sizeof(*c));
+    pthread_mutex_init(&c->lock, NULL);
+}
+
+static void opt_answer_free(struct vgpu_opt_answer *a)
+{
+    free(a->image);
+    free(a->order);
+    free(a->deps);
+    memset(a, 0, sizeof(*a));
+}
+
+void vgpu_opt_cache_free(struct vgpu_opt_cache *c)
+{
+    for (uint32_t i = 0; i < c->n; i++)
+        opt_answer_free(&c->e[i]);
+    pthread_mutex_destroy(&c->lock);
+    memset(c, 0, sizeof(*c));
+}
+
+/*
+ * The answer for exactly these image bytes: order[n_nodes] filled, *deps malloc'd (NULL when
+ * none) and *n_deps set; false when none is held (or no memory).
+ */
+static bool opt_cache_get(struct vgpu_opt_cache *c, const struct vgpu_graph_image *img, uint32_t *order,
+                          uint32_t **deps, uint32_t *n_deps)
+{
+    bool hit = false;
+    pthread_mutex_lock(&c->lock);
+    for (uint32_t i = 0; i < c->n && !hit; i++) {
+        struct vgpu_opt_answer *a = &c->e[i];
+        if (a->size != img->size || a->n_nodes != img->n_nodes || memcmp(a->image, img->data, img->size) != 0)
+            continue;
+        uint32_t *d = NULL;
+        if (a->n_deps && !(d = malloc((size_t)a->n_deps * 2 * sizeof(*d))))
+            break;
+        if (d)
+            memcpy(d, a->deps, (size_t)a->n_deps * 2 * sizeof(*d));
+        memcpy(order, a->order, (size_t)a->n_nodes * sizeof(*order));
+        *deps = d;
+        *n_deps = a->n_deps;
+        struct vgpu_opt_answer keep = *a; /* most recent first */
+        memmove(c->e + 1, c->e, (size_t)i * sizeof(*c->e));
+        c->e[0] = keep;
+        hit = true;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return hit;
+}
+
+/* Keeps the host's answer for this image (nothing when memory is short). */
+static void opt_cache_put(struct vgpu_opt_cache *c, const struct vgpu_graph_image *img, const uint32_t *order,
+                          const uint32_t *deps, uint32_t n_deps)
+{
+    struct vgpu_opt_answer a = { 0 };
+    a.size = img->size;
+    a.n_nodes = img->n_nodes;
+    a.n_deps = n_deps;
+    a.image = malloc(img->size);
+    a.order = malloc((size_t)img->n_nodes * sizeof(*order));
+    a.deps = n_deps ? malloc((size_t)n_deps * 2 * sizeof(*deps)) : NULL;
+    if (!a.image || !a.order || (n_deps && !a.deps)) {
+        opt_answer_free(&a);
+        return;
+    }
+    memcpy(a.image, img->data, img->size);
+    memcpy(a.order, order, (size_t)img->n_nodes * sizeof(*order));
+    if (n_deps)
+        memcpy(a.deps, deps, (size_t)n_deps * 2 * sizeof(*deps));
+    pthread_mutex_lock(&c->lock);
+    if (c->n == VGPU_OPT_CACHE_SLOTS)
+        opt_answer_free(&c->e[--c->n]); /* the least recent goes */
+    memmove(c->e + 1, c->e, (size_t)c->n * sizeof(*c->e));
+    c->e[0] = a;
+    c->n++;
+    pthread_mutex_unlock(&c->lock);
 }
 
 void vgpu_backend_graphs_dropped(struct vgpu_device *dev)
@@ -176,6 +272,7 @@ static const char *backend_get_name(ggml_backend_t backend)
 static void backend_free(ggml_backend_t backend)
 {
     struct vgpu_backend_ctx *ctx = ctx_of(backend);
+    vgpu_gprof_report(&ctx->dev->state->ch->prof, ctx->dev->name);
     vgpu_graph_image_free(&ctx->img);
     free(ctx);
     free(backend);
@@ -237,7 +334,9 @@ static void backend_get_tensor_async(ggml_backend_t backend, const struct ggml_t
 static void backend_synchronize(ggml_backend_t backend)
 {
     struct vgpu_state *st = ctx_of(backend)->dev->state;
+    uint64_t t0 = vgpu_gprof_now(&st->ch->prof);
     (void)vgpu_remote_sync(st->ch, true);
+    vgpu_gprof_phase(&st->ch->prof, VGPU_GPROF_SYNCHRONIZE, t0);
 }
 
 static enum ggml_status to_ggml_status(int32_t s)
@@ -289,7 +388,33 @@ static void remember_graph(struct vgpu_backend_ctx *ctx, uint64_t uid)
         vgpu_graph_lru_insert(&dev->graphs, uid);
 }
 
+static enum ggml_status compute_graph(ggml_backend_t backend, struct ggml_cgraph *cgraph);
+
+/* Queues the recompute of uid, which the mirror holds with its image (batching hosts):
+ * submitted now, completed by synchronize (or any later command). */
+static enum ggml_status recompute_async(struct vgpu_device *dev, uint64_t uid, bool no_wait)
+{
+    struct vgpu_entry_meta m;
+    graph_meta(dev, uid, &m);
+    m.resend = resend_graph;
+    m.resend_user = dev;
+    int code = vgpu_remote_graph_compute_async(dev->state->ch, dev->index, uid, NULL, 0, &m, no_wait);
+    if (code != VGPU_OK)
+        return compute_failed(dev, "host error", code);
+    return GGML_STATUS_SUCCESS;
+}
+
 static enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggml_cgraph *cgraph)
+{
+    struct vgpu_gprof *prof = &ctx_of(backend)->dev->state->ch->prof;
+    uint64_t t0 = vgpu_gprof_now(prof);
+    enum ggml_status st = compute_graph(backend, cgraph);
+    vgpu_gprof_phase(prof, VGPU_GPROF_COMPUTE, t0);
+    return st;
+}
+
+/* backend_graph_compute, untimed. */
+static enum ggml_status compute_graph(ggml_backend_t backend, struct ggml_cgraph *cgraph)
 {
     struct vgpu_backend_ctx *ctx = ctx_of(backend);
     struct vgpu_device *dev = ctx->dev;
@@ -328,17 +453,8 @@ static enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggm
     const bool batching = vgpu_channel_batching(st->ch);
     const bool no_wait = (dev->info.caps & VGPU_CAP_ASYNC) != 0;
     uint32_t result;
-    if (uid && batching && vgpu_graph_lru_touch(&dev->graphs, uid) && vgpu_graph_lru_has_image(&dev->graphs, uid)) {
-        /* Asynchronous: submitted now, completed by synchronize (or any later command). */
-        struct vgpu_entry_meta m;
-        graph_meta(dev, uid, &m);
-        m.resend = resend_graph;
-        m.resend_user = dev;
-        int code = vgpu_remote_graph_compute_async(st->ch, dev->index, uid, NULL, 0, &m, no_wait);
-        if (code != VGPU_OK)
-            return compute_failed(dev, "host error", code);
-        return GGML_STATUS_SUCCESS;
-    }
+    if (uid && batching && vgpu_graph_lru_touch(&dev->graphs, uid) && vgpu_graph_lru_has_image(&dev->graphs, uid))
+        return recompute_async(dev, uid, no_wait);
     if (uid && vgpu_graph_lru_touch(&dev->graphs, uid)) {
         int code = vgpu_remote_graph_compute(st->ch, dev->index, uid, NULL, 0, &result, &status);
         if (code != VGPU_OK)
@@ -348,9 +464,24 @@ static enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggm
         /* The host dropped it (evicted, or one of its buffers was freed): send it again. */
         vgpu_graph_lru_remove(&dev->graphs, uid);
     }
+    uint64_t t0 = vgpu_gprof_now(&st->ch->prof);
     if (vgpu_graph_serialize(&ctx->img, cgraph, &vgpu_locator, VGPU_GRAPH_FORM_EXT, why, sizeof(why)) != 0)
         return compute_failed(dev, why, 0);
+    vgpu_gprof_phase(&st->ch->prof, VGPU_GPROF_SERIALIZE, t0);
     if (batching) {
+        /*
+         * The same graph under another uid: llama.cpp builds a new graph (a new uid) for every
+         * ubatch of a prompt that takes several, yet ubatches of the same shape give the same
+         * graph, byte for byte. When the host holds one built from exactly these bytes, it is
+         * recomputed under that uid: nothing is sent, and the host's build and validation (all
+         * of it while the device idles, between two ubatches) are not repeated. The host
+         * validated these very bytes, against the same buffers (freeing any buffer clears the
+         * mirror), and still runs its per-compute checks (index data, zero-copy buffers).
+         */
+        uint64_t same = st->graph_cache_slots ? vgpu_graph_lru_find_image(&dev->graphs, ctx->img.data, ctx->img.size)
+                                              : 0;
+        if (same)
+            return recompute_async(dev, same, no_wait);
         /* A new graph is queued like a recompute when it fits one command, so that the guest
          * prepares the next one (a prompt's next ubatch) while the host computes this one. */
         struct vgpu_entry_meta m;
@@ -387,17 +518,32 @@ static void backend_graph_optimize(ggml_backend_t backend, struct ggml_cgraph *c
         vgpu_channel_is_lost(st->ch))
         return;
     char why[256];
+    uint64_t t0 = vgpu_gprof_now(&st->ch->prof);
     if (vgpu_graph_serialize(&ctx->img, cgraph, &vgpu_locator, VGPU_GRAPH_FORM_EXT, why, sizeof(why)) != 0) {
         GGML_LOG_WARN("ggml-virtgpu: %s: graph_optimize skipped: %s\n", dev->name, why);
         return;
     }
+    vgpu_gprof_phase(&st->ch->prof, VGPU_GPROF_OPT_SERIALIZE, t0);
     uint32_t n = ctx->img.n_nodes;
     uint32_t *order = malloc((size_t)n * sizeof(*order));
     struct ggml_tensor **nodes = malloc((size_t)n * sizeof(*nodes));
     uint32_t *deps = NULL, n_deps = 0;
-    int code = order && nodes ? vgpu_remote_graph_optimize(st->ch, dev->index, ctx->img.data, ctx->img.size, n,
-                                                           ctx->img.n_tensors, order, &deps, &n_deps)
-                              : -ENOMEM;
+    /*
+     * llama.cpp asks again for every ubatch of a prompt that takes several (a new graph each
+     * time, of one of two shapes): the host's answer for the same image bytes is reused, a round
+     * trip and a host build (behind the previous ubatch's compute) less each time. An answer is
+     * a valid order for every graph with that image, the host having checked it is a
+     * permutation of the nodes.
+     */
+    int code = -ENOMEM;
+    if (order && nodes && opt_cache_get(&dev->opt, &ctx->img, order, &deps, &n_deps)) {
+        code = VGPU_OK;
+    } else if (order && nodes) {
+        code = vgpu_remote_graph_optimize(st->ch, dev->index, ctx->img.data, ctx->img.size, n, ctx->img.n_tensors,
+                                          order, &deps, &n_deps);
+        if (code == VGPU_OK)
+            opt_cache_put(&dev->opt, &ctx->img, order, deps, n_deps);
+    }
     if (code == VGPU_OK) {
         memcpy(nodes, cgraph->nodes, (size_t)n * sizeof(*nodes));
         for (uint32_t i = 0; i < n; i++)
@@ -414,6 +560,7 @@ static void backend_graph_optimize(ggml_backend_t backend, struct ggml_cgraph *c
     free(deps);
     free(nodes);
     free(order);
+    vgpu_gprof_phase(&st->ch->prof, VGPU_GPROF_OPTIMIZE, t0);
 }
 
 static const struct ggml_backend_i backend_iface = {

@@ -120,7 +120,20 @@ static enum ggml_status buffer_init_tensor(ggml_backend_buffer_t buffer, struct 
         return GGML_STATUS_SUCCESS;
     struct vgpu_tensor_ref ref;
     vgpu_tensor_ref_from(tensor, &ref);
-    int code = vgpu_remote_tensor_init(ch_of(b), &ref);
+    /*
+     * Deferred once the host has initialised one tensor of this device: ggml's graph allocator
+     * initialises every tensor of every new graph (hundreds per llama.cpp ubatch when a prompt
+     * takes several), and waiting for each cost a round trip apiece, milliseconds per ubatch on
+     * a GPU host (docs/PERFORMANCE.md). The first waits so that a backend that cannot keep
+     * host tensors' state (UNSUPPORTED, below) keeps its synchronous path and one log line.
+     * gallocr ignores the status; a later failure is latched for the next compute instead.
+     */
+    bool defer = __atomic_load_n(&b->dev->init_deferred, __ATOMIC_ACQUIRE) != 0;
+    uint64_t t0 = vgpu_gprof_now(&ch_of(b)->prof);
+    int code = vgpu_remote_tensor_init(ch_of(b), &ref, defer);
+    vgpu_gprof_phase(&ch_of(b)->prof, VGPU_GPROF_INIT_TENSOR, t0);
+    if (code == VGPU_OK && !defer)
+        __atomic_store_n(&b->dev->init_deferred, 1, __ATOMIC_RELEASE);
     if (code == VGPU_UNSUPPORTED) {
         /* The host backend keeps per-tensor state that cannot live on the host: say it once. */
         static int logged;

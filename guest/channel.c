@@ -84,6 +84,7 @@ struct vgpu_channel *vgpu_channel_create(struct vgpu_transport *tp, char *why, s
         return NULL;
     }
     pthread_mutex_init(&ch->lock, NULL);
+    vgpu_gprof_init(&ch->prof);
     ch->tp = tp;
     ch->cmd_cap = tp->max_command_size;
     ch->cmd = malloc(ch->cmd_cap);
@@ -976,10 +977,26 @@ int vgpu_channel_defer(struct vgpu_channel *ch, struct vgpu_enc *enc, const stru
         if (sub_prepare(ch, p) != 0)
             return -ENOMEM;
     }
-    return sub_append(p, (uint32_t)cmd, enc->start + APIR_HEADER_SIZE, (uint32_t)plen, meta);
+    int r = sub_append(p, (uint32_t)cmd, enc->start + APIR_HEADER_SIZE, (uint32_t)plen, meta);
+    if (r == 0)
+        vgpu_gprof_defer(&ch->prof, (uint32_t)cmd);
+    return r;
 }
 
+static int forward(struct vgpu_channel *ch, struct vgpu_enc *enc, struct vgpu_dec *reply);
+
 int vgpu_channel_forward(struct vgpu_channel *ch, struct vgpu_enc *enc, struct vgpu_dec *reply)
+{
+    uint64_t t0 = vgpu_gprof_now(&ch->prof);
+    int r = forward(ch, enc, reply);
+    int32_t cmd_id;
+    memcpy(&cmd_id, enc->start + 4, 4);
+    vgpu_gprof_forward(&ch->prof, (uint32_t)cmd_id, t0);
+    return r;
+}
+
+/* vgpu_channel_forward, untimed. */
+static int forward(struct vgpu_channel *ch, struct vgpu_enc *enc, struct vgpu_dec *reply)
 {
     int32_t cmd_id;
     memcpy(&cmd_id, enc->start + 4, 4);

@@ -39,6 +39,7 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "profile.h"
 #include "transport.h"
 
 #define VGPU_REPLY_SIZE   (256u * 1024u)
@@ -158,6 +159,8 @@ struct vgpu_channel {
     int64_t                spin_long_ns;  /* graph computes and staged chunks */
     int                    n_cpus;
     int                    host_threads;  /* last accepted set_n_threads (0: none) */
+
+    struct vgpu_gprof      prof; /* measuring facility, off unless GGML_VIRTGPU_PROFILE (profile.h) */
 };
 
 /* Creates the channel over a connected transport (which it then owns). NULL + why on failure. */

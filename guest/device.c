@@ -329,6 +329,7 @@ void vgpu_device_init(struct vgpu_device *dev, struct vgpu_state *st, uint32_t i
     snprintf(dev->host_name, sizeof(dev->host_name), "%s_Host", dev->name);
     vgpu_op_cache_init(&dev->ops, VGPU_OP_CACHE_MAX);
     vgpu_graph_lru_init(&dev->graphs, st->graph_cache_slots);
+    vgpu_opt_cache_init(&dev->opt);
 
     dev->gdev.iface = dev_iface;
     dev->gdev.reg = &st->reg;
@@ -345,4 +346,5 @@ void vgpu_device_free(struct vgpu_device *dev)
 {
     vgpu_op_cache_free(&dev->ops);
     vgpu_graph_lru_free(&dev->graphs);
+    vgpu_opt_cache_free(&dev->opt);
 }

@@ -84,9 +84,35 @@ void vgpu_graph_lru_insert(struct vgpu_graph_lru *l, uint64_t uid);
 void vgpu_graph_lru_insert_image(struct vgpu_graph_lru *l, uint64_t uid, const uint8_t *image, size_t size);
 /* True if uid is held with its image. */
 bool vgpu_graph_lru_has_image(struct vgpu_graph_lru *l, uint64_t uid);
+/* The uid held with exactly these image bytes (made the most recent), or 0. */
+uint64_t vgpu_graph_lru_find_image(struct vgpu_graph_lru *l, const uint8_t *image, size_t size);
 void vgpu_graph_lru_remove(struct vgpu_graph_lru *l, uint64_t uid);
 /* Forgets every uid. */
 void vgpu_graph_lru_clear(struct vgpu_graph_lru *l);
+
+/*
+ * The host's graph_optimize answers by graph image (backend.c): the node order and allocation
+ * dependencies the host gave for exactly these bytes, most recent first.
+ */
+#define VGPU_OPT_CACHE_SLOTS 8
+
+struct vgpu_opt_answer {
+    uint8_t  *image;
+    size_t    size;
+    uint32_t  n_nodes;
+    uint32_t *order; /* n_nodes */
+    uint32_t  n_deps;
+    uint32_t *deps;  /* 2 * n_deps */
+};
+
+struct vgpu_opt_cache {
+    pthread_mutex_t        lock;
+    struct vgpu_opt_answer e[VGPU_OPT_CACHE_SLOTS];
+    uint32_t               n;
+};
+
+void vgpu_opt_cache_init(struct vgpu_opt_cache *c);
+void vgpu_opt_cache_free(struct vgpu_opt_cache *c);
 
 /* ---- devices ------------------------------------------------------------------------------- */
 
@@ -110,6 +136,8 @@ struct vgpu_device {
     uint64_t                        mem_total;
     struct vgpu_op_cache            ops;
     struct vgpu_graph_lru           graphs;
+    struct vgpu_opt_cache           opt;
+    int                             init_deferred; /* atomic: the host initialised a tensor, later inits are deferred */
 };
 
 /* A buffer of a host buffer type (buffer.c). */

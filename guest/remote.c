@@ -976,15 +976,24 @@ int vgpu_remote_tensor_copy(struct vgpu_channel *ch, bool baseline, const struct
     return code;
 }
 
-int vgpu_remote_tensor_init(struct vgpu_channel *ch, const struct vgpu_tensor_ref *t)
+int vgpu_remote_tensor_init(struct vgpu_channel *ch, const struct vgpu_tensor_ref *t, bool defer)
 {
     if (!vgpu_channel_lock(ch))
         return NOT_LOCKED;
     struct vgpu_enc enc;
     begin_forward(ch, &enc, VGPU_CMD_EXT_TENSOR_INIT);
     vgpu_enc_wire_tensor(&enc, &t->wire);
-    struct vgpu_dec dec;
-    int code = vgpu_channel_forward(ch, &enc, &dec);
+    int code = -EMSGSIZE;
+    if (defer && vgpu_channel_batching(ch)) {
+        struct vgpu_entry_meta m;
+        memset(&m, 0, sizeof(m));
+        what(m.what, sizeof(m.what), "init_tensor", t);
+        code = vgpu_channel_defer(ch, &enc, &m);
+    }
+    if (code == -EMSGSIZE) {
+        struct vgpu_dec dec;
+        code = vgpu_channel_forward(ch, &enc, &dec);
+    }
     vgpu_channel_unlock(ch);
     return code;
 }

@@ -111,7 +111,11 @@ int vgpu_remote_tensor_memset(struct vgpu_channel *ch, bool baseline, const stru
 /* VGPU_OK when the host copied; anything else means "not copied" (ggml falls back). */
 int vgpu_remote_tensor_copy(struct vgpu_channel *ch, bool baseline, const struct vgpu_tensor_ref *src,
                             const struct vgpu_tensor_ref *dst);
-int vgpu_remote_tensor_init(struct vgpu_channel *ch, const struct vgpu_tensor_ref *t);
+/*
+ * EXT_TENSOR_INIT. With `defer` on a batching host it is deferred (VGPU_OK at once; a failure is
+ * latched for the next graph compute, as for every deferred command), else waited for.
+ */
+int vgpu_remote_tensor_init(struct vgpu_channel *ch, const struct vgpu_tensor_ref *t, bool defer);
 
 /* ---- graphs ------------------------------------------------------------------------------- */
 

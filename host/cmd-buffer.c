@@ -82,10 +82,13 @@ void vgpu_ctx_async_wait(struct vgpu_ctx *ctx)
     ctx->async_guest_mem = false;
     ctx->keep_used = 0;
     ctx->wait_epoch++;
+    uint64_t t0 = m ? vgpu_prof_now(&ctx->prof) : 0;
     for (uint32_t i = 0; m && i < ctx->n_devices && i < 64; i++) {
         if ((m & (1ull << i)) && ctx->devices[i].backend)
             ggml_backend_synchronize(ctx->devices[i].backend);
     }
+    if (m)
+        vgpu_prof_phase(&ctx->prof, VGPU_PROF_ASYNC_WAIT, t0);
 }
 
 /* ---- captures of small sets ---------------------------------------------------------------------- */

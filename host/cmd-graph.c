@@ -20,11 +20,16 @@ uint32_t vgpu_cmd_graph_compute(struct vgpu_ctx *ctx, struct vgpu_dec *dec, stru
     if (r != VGPU_OK)
         return r;
     const uint8_t *img;
+    uint64_t t0 = vgpu_prof_now(&ctx->prof);
     if ((r = vgpu_graph_load(ctx, src, size, &img)) != VGPU_OK)
         return r;
+    vgpu_prof_phase(&ctx->prof, VGPU_PROF_IMG_LOAD, t0);
     struct vgpu_graph *g = ctx->scratch_graph;
+    t0 = vgpu_prof_now(&ctx->prof);
     if ((r = vgpu_graph_build(ctx, g, 0, img, size, VGPU_GRAPH_FORMAT_BASELINE, VGPU_GRAPH_FOR_COMPUTE)) != VGPU_OK)
         return r;
+    vgpu_prof_phase(&ctx->prof, VGPU_PROF_BUILD, t0);
+    vgpu_prof_count(&ctx->prof, VGPU_PROF_GRAPH_NEW);
     enum ggml_status status;
     if ((r = vgpu_graph_compute(ctx, g, &status)) != VGPU_OK)
         return r;
@@ -62,7 +67,10 @@ static uint32_t graph_source(struct vgpu_ctx *ctx, struct vgpu_dec *dec, struct 
                              (unsigned long long)q->size);
         src = inl;
     }
-    return vgpu_graph_load(ctx, src, q->size, img);
+    uint64_t t0 = vgpu_prof_now(&ctx->prof);
+    uint32_t r = vgpu_graph_load(ctx, src, q->size, img);
+    vgpu_prof_phase(&ctx->prof, VGPU_PROF_IMG_LOAD, t0);
+    return r;
 }
 
 uint32_t vgpu_cmd_ext_graph_compute(struct vgpu_ctx *ctx, struct vgpu_dec *dec, struct vgpu_enc *enc)
@@ -77,7 +85,10 @@ uint32_t vgpu_cmd_ext_graph_compute(struct vgpu_ctx *ctx, struct vgpu_dec *dec, 
     if (q.size == 0) {
         if (q.uid == 0)
             return vgpu_fail(ctx, VGPU_INVALID, "recompute without a uid");
+        uint64_t t0 = vgpu_prof_now(&ctx->prof);
         g = vgpu_graph_cache_find(ctx, q.dev, q.uid);
+        vgpu_prof_phase(&ctx->prof, VGPU_PROF_CACHE_LOOKUP, t0);
+        vgpu_prof_count(&ctx->prof, g ? VGPU_PROF_CACHE_HIT : VGPU_PROF_CACHE_MISS);
         if (!g) {
             vgpu_log(ctx, VGPU_LOG_DEBUG, "graph uid %llu is not cached", (unsigned long long)q.uid);
             vgpu_enc_u32(enc, VGPU_GRAPH_NOT_CACHED);
@@ -86,14 +97,19 @@ uint32_t vgpu_cmd_ext_graph_compute(struct vgpu_ctx *ctx, struct vgpu_dec *dec, 
         }
     } else {
         g = ctx->scratch_graph;
+        uint64_t t0 = vgpu_prof_now(&ctx->prof);
         if ((r = vgpu_graph_build(ctx, g, q.dev, img, q.size, VGPU_GRAPH_FORMAT_EXT, VGPU_GRAPH_FOR_COMPUTE)) !=
             VGPU_OK)
             return r;
+        vgpu_prof_phase(&ctx->prof, VGPU_PROF_BUILD, t0);
+        vgpu_prof_count(&ctx->prof, VGPU_PROF_GRAPH_NEW);
         if (q.uid) {
+            t0 = vgpu_prof_now(&ctx->prof);
             vgpu_graph_cache_put(ctx, q.dev, q.uid);
             g = vgpu_graph_cache_find(ctx, q.dev, q.uid);
             if (!g) /* could not be cached: compute it from the scratch graph */
                 g = ctx->scratch_graph;
+            vgpu_prof_phase(&ctx->prof, VGPU_PROF_CACHE_PUT, t0);
         }
     }
     enum ggml_status status;
@@ -114,8 +130,14 @@ uint32_t vgpu_cmd_ext_graph_optimize(struct vgpu_ctx *ctx, struct vgpu_dec *dec,
     if (q.size == 0)
         return vgpu_fail(ctx, VGPU_INVALID, "graph_optimize needs a graph image");
     struct vgpu_graph *g = ctx->scratch_graph;
+    uint64_t t0 = vgpu_prof_now(&ctx->prof);
     if ((r = vgpu_graph_build(ctx, g, q.dev, img, q.size, VGPU_GRAPH_FORMAT_EXT, VGPU_GRAPH_FOR_OPTIMIZE)) !=
         VGPU_OK)
         return r;
-    return vgpu_graph_optimize(ctx, g, enc);
+    vgpu_prof_phase(&ctx->prof, VGPU_PROF_OPT_BUILD, t0);
+    vgpu_prof_count(&ctx->prof, VGPU_PROF_GRAPH_OPT);
+    t0 = vgpu_prof_now(&ctx->prof);
+    r = vgpu_graph_optimize(ctx, g, enc);
+    vgpu_prof_phase(&ctx->prof, VGPU_PROF_OPT_BACKEND, t0);
+    return r;
 }

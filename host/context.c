@@ -270,6 +270,7 @@ uint32_t vgpu_ctx_create(uint32_t ctx_id, const struct virgl_apir_callbacks *cbs
     ctx->get_shmem_ptr = cbs ? cbs->get_shmem_ptr : NULL;
     ctx->log_level = parse_level(getenv("GGML_VIRTGPU_LOG_LEVEL"), VGPU_LOG_WARN);
     ctx->log_level = parse_level(config(ctx, VGPU_CFG_LOG_LEVEL), ctx->log_level);
+    vgpu_prof_init(&ctx->prof);
 
     /* The size extension is used only when the runtime says its struct is large enough. */
     const char *cbsize = config(ctx, VGPU_CFG_CALLBACKS_SIZE);
@@ -361,6 +362,8 @@ void vgpu_ctx_destroy(struct vgpu_ctx *ctx)
         return;
     /* Queued async copies finish and pinned host memory is released before anything goes. */
     vgpu_ctx_async_wait(ctx);
+    vgpu_prof_report(&ctx->prof, ctx->id);
+    vgpu_prof_free(&ctx->prof);
     vgpu_host_buffers_destroy(ctx);
     /* Cached graphs first (they point at buffers), then buffers, then backends. */
     for (uint32_t i = 0; i < ctx->n_devices; i++) {
@@ -431,10 +434,16 @@ enum ggml_status vgpu_ctx_compute(struct vgpu_ctx *ctx, uint32_t dev, ggml_backe
 {
     struct vgpu_device *d = &ctx->devices[dev];
     assert(dev < ctx->n_devices && d->backend == backend);
-    if (d->cpu.on)
-        return vgpu_cpu_compute(&d->cpu, &ctx->cpu_api, cgraph);
-    vgpu_ctx_mark_async(ctx, dev);
-    return ggml_backend_graph_compute_async(backend, cgraph);
+    uint64_t t0 = vgpu_prof_now(&ctx->prof);
+    enum ggml_status st;
+    if (d->cpu.on) {
+        st = vgpu_cpu_compute(&d->cpu, &ctx->cpu_api, cgraph);
+    } else {
+        vgpu_ctx_mark_async(ctx, dev);
+        st = ggml_backend_graph_compute_async(backend, cgraph);
+    }
+    vgpu_prof_phase(&ctx->prof, VGPU_PROF_COMPUTE, t0);
+    return st;
 }
 
 void vgpu_ctx_probe_device(struct vgpu_ctx *ctx, uint32_t dev)

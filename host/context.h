@@ -20,6 +20,7 @@
 #include "ggml-backend-impl.h"
 #include "ggml-backend.h"
 #include "objects.h"
+#include "profile.h"
 #include "trace.h"
 #include "resources.h"
 
@@ -153,6 +154,7 @@ struct vgpu_ctx {
     struct vgpu_scratch copy;  /* bounded copy scratch (VGPU_COPY_CHUNK) */
 
     struct vgpu_trace trace; /* test facility, off unless configured (trace.h) */
+    struct vgpu_profile prof; /* measuring facility, off unless GGML_VIRTGPU_PROFILE (profile.h) */
 
     /* EXT_BATCH (dispatch.c) */
     bool     batch_stopped; /* a batch stopped early: commands answer SKIPPED until a RESUME */

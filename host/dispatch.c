@@ -115,8 +115,8 @@ static uint32_t run_batch(struct vgpu_ctx *ctx, const uint8_t *req, size_t len, 
  * then the handler. The reply goes to [out, out + out_cap); *out_len is its length when it
  * counts (success, or EXT_HELLO), else 0.
  */
-static uint32_t dispatch_one(struct vgpu_ctx *ctx, uint32_t cmd, const uint8_t *req, size_t req_len, uint8_t *out,
-                             size_t out_cap, size_t *out_len, bool in_batch)
+static uint32_t serve_one(struct vgpu_ctx *ctx, uint32_t cmd, const uint8_t *req, size_t req_len, uint8_t *out,
+                          size_t out_cap, size_t *out_len, bool in_batch)
 {
     *out_len = 0;
     const struct command *c = find(cmd);
@@ -174,6 +174,16 @@ static uint32_t dispatch_one(struct vgpu_ctx *ctx, uint32_t cmd, const uint8_t *
     }
     if ((code == VGPU_OK || cmd == VGPU_CMD_EXT_HELLO) && out && vgpu_enc_ok(&enc))
         *out_len = vgpu_enc_used(&enc);
+    return code;
+}
+
+/* serve_one, timed per command when profiling (profile.h). */
+static uint32_t dispatch_one(struct vgpu_ctx *ctx, uint32_t cmd, const uint8_t *req, size_t req_len, uint8_t *out,
+                             size_t out_cap, size_t *out_len, bool in_batch)
+{
+    uint64_t t0 = vgpu_prof_now(&ctx->prof);
+    uint32_t code = serve_one(ctx, cmd, req, req_len, out, out_cap, out_len, in_batch);
+    vgpu_prof_command(&ctx->prof, cmd, !in_batch, req_len, t0);
     return code;
 }
 
@@ -279,6 +289,7 @@ uint32_t vgpu_dispatch(struct vgpu_ctx *ctx, uint32_t cmd, const char *dec_cur, 
 {
     if (enc_cur_after)
         *enc_cur_after = enc_cur;
+    vgpu_prof_top_begin(&ctx->prof, vgpu_prof_now(&ctx->prof));
     if (dec_cur && dec_end >= dec_cur)
         vgpu_trace_request(&ctx->trace, cmd, dec_cur, (size_t)(dec_end - dec_cur));
     uint32_t code;
@@ -312,5 +323,6 @@ out:
     ctx->cmd_name = NULL;
     vgpu_trace_reply(&ctx->trace, cmd, code, enc_cur,
                      enc_cur_after && *enc_cur_after ? (size_t)(*enc_cur_after - enc_cur) : 0);
+    vgpu_prof_top_end(&ctx->prof);
     return code;
 }

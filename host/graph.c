@@ -183,6 +183,9 @@ static uint32_t build_finish(struct build *b, uint32_t dev, enum vgpu_graph_purp
     struct ggml_tensor *T = g->tensors;
     struct vgpu_device *d = &ctx->devices[dev];
     uint32_t r;
+    /* Profiled for compute builds only (an optimize build counts whole, cmd-graph.c). */
+    const bool prof = purpose == VGPU_GRAPH_FOR_COMPUTE;
+    uint64_t t0 = prof ? vgpu_prof_now(&ctx->prof) : 0;
 
     /* Non-nodes are plain data: nothing in them is computed, so nothing of their op is kept. */
     for (uint32_t i = 0; i < b->n_tensors; i++) {
@@ -285,6 +288,11 @@ static uint32_t build_finish(struct build *b, uint32_t dev, enum vgpu_graph_purp
         g->bufs[g->n_bufs++] = buf->id;
     }
 
+    if (prof) {
+        vgpu_prof_phase(&ctx->prof, VGPU_PROF_BUILD_CHECKS, t0);
+        t0 = vgpu_prof_now(&ctx->prof);
+    }
+
     /* The cgraph, in a ggml context over memory the graph owns. */
     size_t size = b->n_tensors ? b->n_tensors : 1;
     size_t gsize = ggml_graph_overhead_custom(size, false);
@@ -331,10 +339,14 @@ static uint32_t build_finish(struct build *b, uint32_t dev, enum vgpu_graph_purp
     g->n_nodes = b->n_nodes;
     g->dev = dev;
     g->valid = true;
-    if (purpose != VGPU_GRAPH_FOR_COMPUTE)
+    if (!prof)
         return VGPU_OK;
+    vgpu_prof_phase(&ctx->prof, VGPU_PROF_BUILD_CGRAPH, t0);
     /* Index data: how each index operand is checked at compute time (index-guard.h). */
-    if ((r = vgpu_index_guard_plan(ctx, g, b->info)) != VGPU_OK)
+    t0 = vgpu_prof_now(&ctx->prof);
+    r = vgpu_index_guard_plan(ctx, g, b->info);
+    vgpu_prof_phase(&ctx->prof, VGPU_PROF_GUARD_PLAN, t0);
+    if (r != VGPU_OK)
         return r;
     /* Last, as it points sources outside g->tensors: repacked weights (cpu-repack.h). */
     return vgpu_repack_graph(ctx, g, b->info);
@@ -366,6 +378,7 @@ static uint32_t build_ext(struct vgpu_ctx *ctx, struct vgpu_graph *g, uint32_t d
     if ((r = build_begin(&b, ctx, g, n_tensors, n_nodes)) != VGPU_OK)
         return r;
     b.wire_counts = true;
+    uint64_t t0 = purpose == VGPU_GRAPH_FOR_COMPUTE ? vgpu_prof_now(&ctx->prof) : 0;
     for (uint32_t i = 0; i < n_tensors; i++) {
         struct vgpu_wire_tensor w;
         struct vgpu_tdesc d;
@@ -382,6 +395,8 @@ static uint32_t build_ext(struct vgpu_ctx *ctx, struct vgpu_graph *g, uint32_t d
     }
     if (!vgpu_dec_ok(&dec))
         return vgpu_fail(ctx, VGPU_INVALID, "graph image truncated");
+    if (purpose == VGPU_GRAPH_FOR_COMPUTE)
+        vgpu_prof_phase(&ctx->prof, VGPU_PROF_BUILD_TENSORS, t0);
     return build_finish(&b, dev, purpose);
 }
 
@@ -435,6 +450,7 @@ static uint32_t build_baseline(struct vgpu_ctx *ctx, struct vgpu_graph *g, uint3
         return r;
 
     /* Guest ids → indices: a sorted table (no guest-steerable hashing), duplicates refused. */
+    uint64_t t0 = vgpu_prof_now(&ctx->prof);
     struct id_entry *map = vgpu_scratch_get(&ctx->aux2, (size_t)(n_tensors ? n_tensors : 1) * sizeof(*map));
     if (!map)
         return vgpu_fail(ctx, VGPU_NO_MEMORY, "no memory to build a graph of %u tensors", n_tensors);
@@ -486,6 +502,7 @@ static uint32_t build_baseline(struct vgpu_ctx *ctx, struct vgpu_graph *g, uint3
     }
     if (!vgpu_dec_ok(&dec))
         return vgpu_fail(ctx, VGPU_INVALID, "graph image truncated");
+    vgpu_prof_phase(&ctx->prof, VGPU_PROF_BUILD_TENSORS, t0);
     /* No use counts on the baseline wire: left at 0, so no backend fuses on guesses. */
     b.wire_counts = false;
     return build_finish(&b, dev, VGPU_GRAPH_FOR_COMPUTE);

@@ -556,11 +556,14 @@ static uint32_t place_dev_copies(struct vgpu_ctx *ctx, struct vgpu_index_guard *
         need = (need + align - 1) / align * align + ggml_backend_buft_get_alloc_size(d->buft, &ig->shadows[c->shadow]);
     }
     if (!ig->dev_buf || ig->dev_buf->buft != d->buft || ggml_backend_buffer_get_size(ig->dev_buf) < need) {
+        /* Profiled with the release of the old one, which synchronizes the backend. */
+        uint64_t t0 = vgpu_prof_now(&ctx->prof);
         drop_dev_buf(ig);
         if (need > ctx->quota.buffer_bytes || ctx->bytes_used > ctx->quota.buffer_bytes - need)
             return vgpu_fail(ctx, VGPU_QUOTA, "index guard: %zu bytes of device copies of index tensors exceed "
                              "the buffer quota", need);
         ig->dev_buf = ggml_backend_buft_alloc_buffer(d->buft, need);
+        vgpu_prof_phase(&ctx->prof, VGPU_PROF_GUARD_ALLOC, t0);
         if (!ig->dev_buf)
             return vgpu_fail(ctx, VGPU_NO_MEMORY, "index guard: no device memory for %zu bytes of index copies",
                              need);
@@ -1028,8 +1031,11 @@ uint32_t vgpu_index_guard_compute(struct vgpu_ctx *ctx, struct vgpu_graph *g, gg
     uint32_t ci = 0, start = 0, r;
     while (ci < ig->n_checks && ig->checks[ci].at == 0)
         ci++;
+    uint64_t t0 = vgpu_prof_now(&ctx->prof);
     if (ci && (r = run_input_checks(ctx, g, ig, backend, ci)) != VGPU_OK)
         return r;
+    if (ci)
+        vgpu_prof_phase(&ctx->prof, VGPU_PROF_GUARD_CHECKS, t0);
     for (uint32_t s = 0; s <= ig->n_splits; s++) {
         const uint32_t end = s < ig->n_splits ? ig->splits[s] : g->n_nodes;
         if (ci < ig->n_checks && ig->checks[ci].at == start)

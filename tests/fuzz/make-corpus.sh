@@ -2,7 +2,8 @@
 # Rebuilds the committed seed corpora (tests/fuzz/corpus/<target>/) from traffic of real runs.
 #
 #  1. records host traces (GGML_VIRTGPU_TRACE, host/trace.h) while ggml-virtgpu-server serves
-#     greedy generation on the tiny test model and a set of test-backend-ops ops, each in
+#     greedy generation on the tiny test model, a set of test-backend-ops ops and Q4_0 weights
+#     rewritten after use (weights-update), each in
 #     extension and baseline mode, with zero-copy and with staged buffers;
 #  2. converts them into seed inputs (fuzz-corpus-tool: corpus-tool.c says how);
 #  3. merges those with the current corpus through libFuzzer (-merge=1), which keeps only the
@@ -32,7 +33,7 @@ done
 B=$root/build
 LLAMA_BIN=$LLAMA_BUILD/bin
 for f in "$B/bin/ggml-virtgpu-server" "$B/lib/libggml-virtgpu.so" "$B/bin/llama-greedy" \
-    "$B/bin/ggml-virtgpu-gen-model" "$LLAMA_BIN/test-backend-ops"; do
+    "$B/bin/ggml-virtgpu-gen-model" "$B/bin/weights-update" "$LLAMA_BIN/test-backend-ops"; do
     [ -x "$f" ] || [ -f "$f" ] || { echo "make-corpus: $f is missing (run scripts/setup.sh)" >&2; exit 1; }
 done
 "$root/scripts/fuzz.sh" --build-only
@@ -82,6 +83,8 @@ for mode in ext baseline; do
         run "greedy-$mode-$mem" "${e[@]}" -- "$B/bin/llama-greedy" "$model" "$S/g-$mode-$mem" --device VirtGPU0 --tokens 4
         run "ops-$mode-$mem" "${e[@]}" -- "$LLAMA_BIN/test-backend-ops" test -b VirtGPU0 -o "$ops" \
             -p "ne=\[[0-9]*,[12],[12],1\]|type=f32|ne_a=\[[0-9]*,[12],1,1\]"
+        # Q4_0 weights flagged as such: the host's repacked copies (host/cpu-repack.c).
+        if [ $mode = ext ]; then run "weights-$mem" "${e[@]}" -- "$B/bin/weights-update" "$LLAMA_BIN"; fi
     done
 done
 kill $server

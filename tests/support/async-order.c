@@ -9,8 +9,16 @@
  *           must still compute C (its image must not be overwritten by A's).
  *   sync    set_tensor_async from a host buffer, synchronize, overwrite the source: the tensor
  *           must hold the first value (synchronize completes reads of the caller's memory).
+ *   same    two cgraphs (two uids) over the same tensors: the second is computed from the
+ *           host's build of the first (the guest's image matches; the script checks the host
+ *           built one graph), on the inputs set in between.
+ *   init    on a host whose buffers have init_tensor (the server on
+ *           tests/support/fake-queue-backend.c, whose init fills a tensor with 0x5a): tensors
+ *           allocated in a buffer read back initialised, the last one set afterwards holds
+ *           the value set (the inits, deferred after the first, ran before the read and the set,
+ *           in order). That they were deferred is checked by the script (the guest's profile).
  *
- * Usage: async-order LLAMA_BIN_DIR resend|sync. Exit 0 when the values are right, 1 otherwise.
+ * Usage: async-order LLAMA_BIN_DIR resend|sync|same|init. Exit 0 when the values are right, 1 otherwise.
  */
 #include <stdio.h>
 #include <string.h>
@@ -142,10 +150,80 @@ static int test_sync(ggml_backend_t be, ggml_backend_dev_t dev)
     return bad;
 }
 
+static int test_same(ggml_backend_t be)
+{
+    struct ggml_init_params p = { ggml_tensor_overhead() * 8 + 2 * ggml_graph_overhead(), NULL, true };
+    struct ggml_context *ctx = ggml_init(p);
+    struct ggml_tensor *a = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, WIDTH);
+    struct ggml_tensor *b = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, WIDTH);
+    struct ggml_tensor *out = ggml_add(ctx, a, b);
+    struct ggml_cgraph *g1 = ggml_new_graph(ctx), *g2 = ggml_new_graph(ctx);
+    ggml_build_forward_expand(g1, out);
+    ggml_build_forward_expand(g2, out);
+    g1->uid = 301;
+    g2->uid = 302;
+    ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors(ctx, be);
+    if (!buf) {
+        fprintf(stderr, "async-order: allocation failed\n");
+        return 1;
+    }
+    float va[WIDTH], vb[WIDTH], r[WIDTH];
+    int bad = 0;
+    for (int round = 1; round <= 2; round++) {
+        for (int j = 0; j < WIDTH; j++) {
+            va[j] = (float)(10 * round);
+            vb[j] = (float)round;
+        }
+        ggml_backend_tensor_set(a, va, 0, sizeof(va));
+        ggml_backend_tensor_set(b, vb, 0, sizeof(vb));
+        bad |= ggml_backend_graph_compute(be, round == 1 ? g1 : g2) != GGML_STATUS_SUCCESS;
+        ggml_backend_tensor_get(out, r, 0, sizeof(r));
+        bad |= check(round == 1 ? "first graph" : "second graph, same image", r[WIDTH - 1], (float)(11 * round));
+    }
+    ggml_backend_buffer_free(buf);
+    ggml_free(ctx);
+    return bad;
+}
+
+static int test_init(ggml_backend_t be)
+{
+    enum { N = 64, ELEMS = 16 };
+    struct ggml_init_params p = { ggml_tensor_overhead() * N, NULL, true };
+    struct ggml_context *ctx = ggml_init(p);
+    struct ggml_tensor *t[N];
+    for (int i = 0; i < N; i++)
+        t[i] = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, ELEMS);
+    ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors(ctx, be); /* N init_tensor calls */
+    if (!buf) {
+        fprintf(stderr, "async-order: allocation failed\n");
+        return 1;
+    }
+    /* The last init is still deferred when this set is: it must not overwrite the set. */
+    int32_t v[ELEMS];
+    for (int j = 0; j < ELEMS; j++)
+        v[j] = 7;
+    ggml_backend_tensor_set(t[N - 1], v, 0, sizeof(v));
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        int32_t out[ELEMS];
+        ggml_backend_tensor_get(t[i], out, 0, sizeof(out));
+        int32_t want = i == N - 1 ? 7 : 0x5a5a5a5a;
+        if (out[0] != want || out[ELEMS - 1] != want) {
+            fprintf(stderr, "async-order: tensor %d holds 0x%x, expected 0x%x\n", i, (unsigned)out[0], (unsigned)want);
+            bad = 1;
+        }
+    }
+    printf("%d tensors initialised%s\n", N, bad ? ": WRONG" : ", the last one then set");
+    ggml_backend_buffer_free(buf);
+    ggml_free(ctx);
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3 || (strcmp(argv[2], "resend") && strcmp(argv[2], "sync"))) {
-        fprintf(stderr, "usage: async-order LLAMA_BIN_DIR resend|sync\n");
+    if (argc != 3 ||
+        (strcmp(argv[2], "resend") && strcmp(argv[2], "sync") && strcmp(argv[2], "same") && strcmp(argv[2], "init"))) {
+        fprintf(stderr, "usage: async-order LLAMA_BIN_DIR resend|sync|same|init\n");
         return 2;
     }
     ggml_backend_load_all_from_path(argv[1]);
@@ -159,7 +237,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "async-order: VirtGPU0 did not start\n");
         return 1;
     }
-    int bad = strcmp(argv[2], "resend") == 0 ? test_resend(be) : test_sync(be, dev);
+    int bad = strcmp(argv[2], "resend") == 0 ? test_resend(be)
+              : strcmp(argv[2], "sync") == 0 ? test_sync(be, dev)
+              : strcmp(argv[2], "same") == 0 ? test_same(be)
+                                             : test_init(be);
     ggml_backend_free(be);
     return bad ? 1 : 0;
 }

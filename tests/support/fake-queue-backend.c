@@ -8,6 +8,8 @@
  *
  * One device "FAKEQ0": a non-host buffer type over malloc'd memory, caps.async, no ops
  * supported. fake_queue_stats() reports the queue. Test code: process-wide state is fine here.
+ * Its buffers' init_tensor fills a tensor (not a view) with FAKEQ_INIT_BYTE, so that a test
+ * reading it back sees whether, and when, the host initialised it (tests/support/async-order.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include "ggml-backend-impl.h"
 
 #define FAKEQ_MAX_JOBS 1024
+#define FAKEQ_INIT_BYTE 0x5a
 
 struct job {
     void       *dst;
@@ -72,9 +75,18 @@ static void buf_get(ggml_backend_buffer_t b, const struct ggml_tensor *t, void *
 
 static void buf_clear(ggml_backend_buffer_t b, uint8_t v) { memset(b->context, v, b->size); }
 
+static enum ggml_status buf_init(ggml_backend_buffer_t b, struct ggml_tensor *t)
+{
+    (void)b;
+    if (!t->view_src)
+        memset(t->data, FAKEQ_INIT_BYTE, ggml_nbytes(t));
+    return GGML_STATUS_SUCCESS;
+}
+
 static const struct ggml_backend_buffer_i buf_iface = {
     .free_buffer = buf_free,
     .get_base = buf_base,
+    .init_tensor = buf_init,
     .memset_tensor = buf_memset,
     .set_tensor = buf_set,
     .get_tensor = buf_get,

@@ -812,6 +812,22 @@ static void ext_graphs(void)
     CHECK(get(&g_fake.n_optimize) == 1);
     CHECK(gf->nodes[1] == n2 && gf->nodes[2] == n1);
     CHECK(dep[0] == a && dep[1] == o);
+    /* The same graph again (as llama.cpp builds it for each ubatch): the answer is reused. */
+    struct ggml_init_params p2 = { 2 * ggml_graph_overhead() + 4 * ggml_tensor_overhead(), NULL, true };
+    struct ggml_context *ctx2 = ggml_init(p2);
+    struct ggml_cgraph *gf2 = ggml_new_graph(ctx2);
+    ggml_build_forward_expand(gf2, o);
+    dep[0] = dep[1] = NULL;
+    be->iface.graph_optimize(be, gf2, &params);
+    CHECK(get(&g_fake.n_optimize) == 1);
+    CHECK(gf2->nodes[1] == n2 && gf2->nodes[2] == n1);
+    CHECK(dep[0] == a && dep[1] == o);
+    /* Another graph is asked for. */
+    struct ggml_cgraph *gf3 = ggml_new_graph(ctx2);
+    ggml_build_forward_expand(gf3, ggml_sqr(ctx2, o));
+    be->iface.graph_optimize(be, gf3, &params);
+    CHECK(get(&g_fake.n_optimize) == 2);
+    ggml_free(ctx2);
 
     ggml_backend_set_n_threads_t fn =
         (ggml_backend_set_n_threads_t)ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_n_threads");
