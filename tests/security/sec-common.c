@@ -368,18 +368,7 @@ uint8_t *sec_graph_image(const struct sec_graph *g, size_t *size)
     size_t n = VGPU_GRAPH_HEADER_SIZE + (size_t)g->n * VGPU_WIRE_TENSOR_SIZE + 4 * (size_t)g->n_nodes;
     uint8_t *img = malloc(n);
     assert_non_null(img);
-    struct vgpu_enc e;
-    vgpu_enc_init(&e, img, n);
-    vgpu_enc_u32(&e, VGPU_GRAPH_MAGIC);
-    vgpu_enc_u32(&e, g->n);
-    vgpu_enc_u32(&e, g->n_nodes);
-    vgpu_enc_u32(&e, 0);
-    for (uint32_t i = 0; i < g->n; i++)
-        vgpu_enc_wire_tensor(&e, &g->t[i]);
-    for (uint32_t i = 0; i < g->n_nodes; i++)
-        vgpu_enc_u32(&e, g->nodes[i]);
-    assert_true(vgpu_enc_ok(&e));
-    assert_int_equal(vgpu_enc_used(&e), n);
+    assert_int_equal(apir_harness_graph_image(g->t, g->n, g->nodes, g->n_nodes, img, n), n);
     *size = n;
     return img;
 }

@@ -435,6 +435,22 @@ uint32_t apir_harness_free(struct apir_harness *h, uint64_t id)
     return apir_harness_send(h, VGPU_CMD_EXT_BUFFER_FREE, NULL);
 }
 
+size_t apir_harness_graph_image(const struct vgpu_wire_tensor *t, uint32_t n, const uint32_t *nodes,
+                                uint32_t n_nodes, uint8_t *out, size_t cap)
+{
+    struct vgpu_enc e;
+    vgpu_enc_init(&e, out, cap);
+    vgpu_enc_u32(&e, VGPU_GRAPH_MAGIC);
+    vgpu_enc_u32(&e, n);
+    vgpu_enc_u32(&e, n_nodes);
+    vgpu_enc_u32(&e, 0);
+    for (uint32_t i = 0; i < n; i++)
+        vgpu_enc_wire_tensor(&e, &t[i]);
+    for (uint32_t i = 0; i < n_nodes; i++)
+        vgpu_enc_u32(&e, nodes[i]);
+    return vgpu_enc_ok(&e) ? vgpu_enc_used(&e) : 0;
+}
+
 void apir_harness_wire(struct vgpu_wire_tensor *w, uint32_t type, int64_t ne0, int64_t ne1, int64_t ne2,
                        int64_t ne3, uint64_t buffer, uint64_t offset)
 {

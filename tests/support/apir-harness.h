@@ -88,6 +88,12 @@ uint32_t apir_harness_free(struct apir_harness *h, uint64_t id);
 /* A contiguous wire tensor (ne[i] = 0 for unused dims is NOT implied: pass 1). */
 void apir_harness_wire(struct vgpu_wire_tensor *w, uint32_t type, int64_t ne0, int64_t ne1, int64_t ne2,
                        int64_t ne3, uint64_t buffer, uint64_t offset);
+/*
+ * An extension graph image ("VGG1", PROTOCOL.md §4.1) of n wire tensors and n_nodes node indices
+ * into out[cap]; returns its size, or 0 if it does not fit.
+ */
+size_t apir_harness_graph_image(const struct vgpu_wire_tensor *t, uint32_t n, const uint32_t *nodes,
+                                uint32_t n_nodes, uint8_t *out, size_t cap);
 /* EXT_TENSOR_SET / EXT_TENSOR_GET of n bytes at offset, data inline, one copy. */
 uint32_t apir_harness_set(struct apir_harness *h, const struct vgpu_wire_tensor *w, uint64_t offset,
                           const void *data, size_t n);

@@ -95,18 +95,9 @@ static void make_graph(struct graph *g, uint64_t buf)
 
 static size_t encode_image(const struct graph *g, uint8_t *out, size_t cap)
 {
-    struct vgpu_enc e;
-    vgpu_enc_init(&e, out, cap);
-    vgpu_enc_u32(&e, VGPU_GRAPH_MAGIC);
-    vgpu_enc_u32(&e, g->n);
-    vgpu_enc_u32(&e, g->n_nodes);
-    vgpu_enc_u32(&e, 0);
-    for (uint32_t i = 0; i < g->n; i++)
-        vgpu_enc_wire_tensor(&e, &g->t[i]);
-    for (uint32_t i = 0; i < g->n_nodes; i++)
-        vgpu_enc_u32(&e, g->nodes[i]);
-    assert_true(vgpu_enc_ok(&e));
-    return vgpu_enc_used(&e);
+    size_t n = apir_harness_graph_image(g->t, g->n, g->nodes, g->n_nodes, out, cap);
+    assert_true(n > 0);
+    return n;
 }
 
 /* EXT_GRAPH_COMPUTE (or OPTIMIZE) with an inline image (or none: size 0). */

@@ -256,21 +256,12 @@ static void add_copy_into_w(struct graph *g, uint64_t off)
 static uint32_t compute(const struct graph *g, uint64_t uid)
 {
     static uint8_t img[16384];
-    struct vgpu_enc e;
-    vgpu_enc_init(&e, img, sizeof(img));
-    vgpu_enc_u32(&e, VGPU_GRAPH_MAGIC);
-    vgpu_enc_u32(&e, g->n);
-    vgpu_enc_u32(&e, g->n_nodes);
-    vgpu_enc_u32(&e, 0);
-    for (uint32_t i = 0; i < g->n; i++)
-        vgpu_enc_wire_tensor(&e, &g->t[i]);
-    for (uint32_t i = 0; i < g->n_nodes; i++)
-        vgpu_enc_u32(&e, g->nodes[i]);
-    assert_true(vgpu_enc_ok(&e));
-    struct vgpu_graph_request q = { 0, 0, uid, 0, 0, vgpu_enc_used(&e) };
+    size_t n = apir_harness_graph_image(g->t, g->n, g->nodes, g->n_nodes, img, sizeof(img));
+    assert_true(n > 0);
+    struct vgpu_graph_request q = { 0, 0, uid, 0, 0, n };
     struct vgpu_enc *r = apir_harness_req(H);
     vgpu_enc_graph_request(r, &q);
-    vgpu_enc_blob(r, img, vgpu_enc_used(&e));
+    vgpu_enc_blob(r, img, n);
     struct vgpu_dec d;
     uint32_t code = apir_harness_send(H, VGPU_CMD_EXT_GRAPH_COMPUTE, &d);
     if (code == VGPU_OK) {
