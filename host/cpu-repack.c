@@ -201,12 +201,12 @@ uint32_t vgpu_repack_graph(struct vgpu_ctx *ctx, struct vgpu_graph *g, const str
         return rc;
     for (int p = 0; p < g->cgraph->n_nodes; p++) {
         struct ggml_tensor *node = g->cgraph->nodes[p];
-        if (!node->src[0] || !eligible(ctx, node, &info[node->src[0] - g->tensors]))
+        const struct vgpu_tinfo *si = node->src[0] ? &info[node->src[0] - g->tensors] : NULL;
+        if (!si || !eligible(ctx, node, si))
             continue;
         int k = choose_buft(r, d->dev, node);
         if (k < 0)
             continue;
-        const struct vgpu_tinfo *si = &info[node->src[0] - g->tensors];
         struct vgpu_shadow *sh = find(r, si, node->src[0], r->bufts[k]);
         if (!sh && !(sh = make(ctx, r, si, node->src[0], (uint32_t)k)))
             continue;
