@@ -27,6 +27,8 @@
 #   --run-timeout S  limit for one llama-bench run (default 3600)
 #   --guest-env V=X  an environment variable for the client processes of virtgpu and rpc (the
 #                    guests), repeatable; printed with the results (e.g. GGML_VIRTGPU_NO_HOST_BUFFER=1).
+#   --server-arg A   an argument for ggml-virtgpu-server (e.g. --poll-us=0), repeatable; printed
+#                    with the results
 #   --models-only    generate and quantize the models into the cache, then stop
 # Every configuration runs with -ngl 99. Servers are started per run on a private socket and
 # a free loopback port and are always stopped. Exit status: 0 all runs done, 1 a step failed.
@@ -37,7 +39,7 @@ export BENCH_NAME=compare
 
 sizes=tiny,1b backend=cpu quant=Q4_0 reps=5 rounds=1 prompt=512 gen=128 threads=$(nproc)
 configs=native,virtgpu,rpc out="" build="" llama_bin_opt="" models="" run_timeout=3600 models_only=0
-extra=() guest_env=()
+extra=() guest_env=() user_server_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --sizes) sizes=$2; shift 2 ;;
@@ -58,6 +60,7 @@ while [ $# -gt 0 ]; do
         --guest-env)
             [[ "$2" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--guest-env takes VAR=VALUE"
             guest_env+=("$2"); shift 2 ;;
+        --server-arg) user_server_args+=("$2"); shift 2 ;;
         --) shift; extra=("$@"); break ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$1' (--help lists them)" ;;
@@ -97,6 +100,7 @@ if [ "$backend" = cuda ]; then
     native_dev=(-dev CUDA0)
     rpc_args=(-d CUDA0 -t "$threads")
 fi
+server_args+=("${user_server_args[@]}")
 
 # ---- models ----------------------------------------------------------------------------------
 # Rough sizes (GB) of Q4_0 models, to refuse a run that cannot fit before spending an hour on it.
@@ -182,6 +186,7 @@ started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 log "machine: $machine"
 log "backend $backend, threads $threads, sizes ${size_list[*]}, $quant, llama-bench -p $prompt -n $gen -r $reps -ngl 99 ${extra[*]}"
 [ "${#guest_env[@]}" = 0 ] || log "guest environment: ${guest_env[*]}"
+[ "${#user_server_args[@]}" = 0 ] || log "server arguments: ${user_server_args[*]}"
 log "load average at start: $load_start; results in $out"
 for size in "${size_list[@]}"; do
     need=$(need_gb "$size")
@@ -263,6 +268,7 @@ awk -F, '
     echo "== $machine"
     echo "== backend $backend, $quant, threads $threads, llama-bench -p $prompt -n $gen -r $reps -ngl 99 ${extra[*]}$([ "$rounds" = 1 ] || echo "; $rounds rounds, ratios: median of the rounds (± half their range)")"
     [ "${#guest_env[@]}" = 0 ] || echo "== guest (virtgpu and rpc client) environment: ${guest_env[*]}"
+    [ "${#user_server_args[@]}" = 0 ] || echo "== ggml-virtgpu-server arguments: ${user_server_args[*]}"
     echo "== load average: $load_start at start, $load_end at end; $started; source $(bench_source)"
     awk -F, -v cfgs="$configs" '
         NR == 1 { next }

@@ -40,6 +40,7 @@ enum {
     OPT_MAX_COMMAND_SIZE,
     OPT_MAX_RESOURCE_BYTES,
     OPT_MAX_CLIENTS,
+    OPT_POLL_US,
     OPT_VERSION,
     OPT_WORKER_FD,
     OPT_CTX_ID,
@@ -61,6 +62,7 @@ static const struct option long_options[] = {
     { "max-command-size", required_argument, NULL, OPT_MAX_COMMAND_SIZE },
     { "max-resource-bytes", required_argument, NULL, OPT_MAX_RESOURCE_BYTES },
     { "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
+    { "poll-us", required_argument, NULL, OPT_POLL_US },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, OPT_VERSION },
     /* hidden: how the listener starts a worker for one client */
@@ -100,12 +102,16 @@ void srv_options_usage(void)
            "  --max-resource-bytes SIZE  shared memory one client may map (default %lluG,\n"
            "                             0 = no limit)\n"
            "  --max-clients N            clients served at once (default %u)\n"
+           "  --poll-us N                after each message, a worker polls its socket for\n"
+           "                             the next one this long before it sleeps (0 = never;\n"
+           "                             default %u with %d or more usable CPUs, else 0)\n"
            "  -h, --help                 this text\n"
            "  --version                  the version\n"
            "SIZE takes a K, M or G suffix (powers of 1024). Quotas not given are left to the\n"
            "APIR library's defaults.\n",
            GGML_VIRTGPU_DEFAULT_BACKEND, VGPU_UNIX_DEFAULT_MAX_COMMAND >> 10,
-           (unsigned long long)(SRV_DEFAULT_MAX_RESOURCE_BYTES >> 30), SRV_DEFAULT_MAX_CLIENTS);
+           (unsigned long long)(SRV_DEFAULT_MAX_RESOURCE_BYTES >> 30), SRV_DEFAULT_MAX_CLIENTS,
+           SRV_POLL_AUTO_US, SRV_POLL_AUTO_MIN_CPUS);
 }
 
 /* Prints a usage error and returns the usage exit code 2. */
@@ -202,6 +208,7 @@ static void set_defaults(struct srv_options *o)
     o->max_command_size = VGPU_UNIX_DEFAULT_MAX_COMMAND;
     o->max_resource_bytes = SRV_DEFAULT_MAX_RESOURCE_BYTES;
     o->max_clients = SRV_DEFAULT_MAX_CLIENTS;
+    o->poll_us = SRV_POLL_AUTO;
     o->worker_fd = -1;
 }
 
@@ -256,6 +263,10 @@ static int apply_option(struct srv_options *o, int c, const char *arg, bool *ctx
     case OPT_MAX_CLIENTS:
         rc = parse_ranged("max-clients", arg, false, 1, SRV_MAX_CLIENTS_LIMIT, &v);
         o->max_clients = (uint32_t)v;
+        return rc;
+    case OPT_POLL_US:
+        rc = parse_ranged("poll-us", arg, false, 0, SRV_MAX_POLL_US, &v);
+        o->poll_us = (uint32_t)v;
         return rc;
     case 'h': o->mode = SRV_MODE_HELP; return 0;
     case OPT_VERSION: o->mode = SRV_MODE_VERSION; return 0;
@@ -378,6 +389,8 @@ int srv_options_worker_argv(const struct srv_options *opts, int fd, uint32_t ctx
     argv_add_u64(&b, "--max-graph-nodes", opts->max_graph_nodes);
     argv_add_u64(&b, "--max-command-size", opts->max_command_size);
     argv_add_u64(&b, "--max-resource-bytes", opts->max_resource_bytes);
+    if (opts->poll_us != SRV_POLL_AUTO)
+        argv_add_u64(&b, "--poll-us", opts->poll_us);
     argv_add_u64(&b, "--worker-fd", (uint64_t)fd);
     argv_add_u64(&b, "--ctx-id", ctx_id);
     if (b.overflow || b.n >= argv_cap)

@@ -24,6 +24,12 @@
 #define SRV_DEFAULT_MAX_RESOURCE_BYTES (64ull << 30)
 #define SRV_MIN_COMMAND_SIZE 64u
 #define SRV_MAX_COMMAND_SIZE (1u << 30)
+/* --poll-us: not given (the worker picks from the CPUs it may use), and the largest value. */
+#define SRV_POLL_AUTO UINT32_MAX
+#define SRV_MAX_POLL_US 100000u
+/* The poll budget "auto" gives a worker that has SRV_POLL_AUTO_MIN_CPUS CPUs or more. */
+#define SRV_POLL_AUTO_US 200u
+#define SRV_POLL_AUTO_MIN_CPUS 4
 
 enum srv_mode {
     SRV_MODE_LISTEN,       /* default: serve clients on the socket */
@@ -49,6 +55,7 @@ struct srv_options {
     uint32_t           max_command_size;   /* bounds one SUBMIT message, header included */
     uint64_t           max_resource_bytes; /* 0 = no limit */
     uint32_t           max_clients;
+    uint32_t           poll_us;            /* SRV_POLL_AUTO: chosen by the worker */
     int                worker_fd;          /* SRV_MODE_WORKER only */
     uint32_t           ctx_id;             /* SRV_MODE_WORKER only */
 };

@@ -8,25 +8,36 @@
 #   fa-on, fa-off       flash attention forced either way (llama-bench -fa 1 / -fa 0) in both
 #                       configurations, in case "auto" resolves differently through VirtGPU0
 #   ub-256              two ubatches per prompt (-ub 256): a per-ubatch cost doubles
+#   no-poll             the server's workers sleep at once after each message (--poll-us=0)
+#   spin-long           the guest spins through every wait (GGML_VIRTGPU_SPIN_US=50000): no
+#                       wake-up of the guest when a compute ends
+#   guest-omp-passive   the guest's OpenMP threads sleep after its CPU split instead of
+#                       spinning for milliseconds (OMP_WAIT_POLICY=passive in the guest)
+#   threads-8           -t 8 in every configuration (fewer guest OpenMP spinners)
 # and one verbose pair (llama-bench -v, server --log-level debug) whose logs show how llama.cpp
 # resolved flash attention and which buffers it placed where.
 # Results: OUT/<variant>/summary.txt and OUT/summary.txt (the ratio lines of all variants).
 #
-# Usage: bench/gpu/probe-pp.sh [--sizes LIST] [--reps N] [--rounds N] [--variants LIST] WORK OUT
+# Usage: bench/gpu/probe-pp.sh [--sizes LIST] [--reps N] [--rounds N] [--gen N] [--variants LIST]
+#                              WORK OUT
 #   --sizes LIST     default 8b,1b
 #   --reps N         llama-bench -r (default 20)
 #   --rounds N       compare.sh --rounds (default 3)
-#   --variants LIST  subset of default,no-host-buffer,fa-on,fa-off,ub-256,verbose (default all)
+#   --gen N          also tg N (compare.sh --gen; default 0: prompt processing only)
+#   --variants LIST  subset of default,no-host-buffer,fa-on,fa-off,ub-256,no-poll,spin-long,
+#                    guest-omp-passive,threads-8,verbose (default: all but no-poll, spin-long,
+#                    guest-omp-passive and threads-8)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-sizes=8b,1b reps=20 rounds=3 variants=default,no-host-buffer,fa-on,fa-off,ub-256,verbose pos=()
+sizes=8b,1b reps=20 rounds=3 gen=0 variants=default,no-host-buffer,fa-on,fa-off,ub-256,verbose pos=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --sizes) sizes=$2; shift 2 ;;
         --reps) reps=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
+        --gen) gen=$2; shift 2 ;;
         --variants) variants=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) echo "probe-pp.sh: unknown option $1" >&2; exit 2 ;;
@@ -40,7 +51,7 @@ mkdir -p "${pos[1]}"
 out=$(cd "${pos[1]}" && pwd)
 [ -f "$DEPS_BUILD/bin/libggml-cuda.so" ] || gpu_die "no libggml-cuda.so in $DEPS_BUILD (build-deps.sh)"
 common=(--build "$PROJECT_BUILD" --llama-bin "$DEPS_BUILD/bin" --models "$MODELS" --backend cuda
-    --configs "native,virtgpu" --sizes "$sizes" --gen 0 --reps "$reps" --rounds "$rounds" --run-timeout 120)
+    --configs "native,virtgpu" --sizes "$sizes" --gen "$gen" --reps "$reps" --rounds "$rounds" --run-timeout 120)
 
 verbose_pair() {
     local model=$MODELS/${sizes%%,*}-Q4_0.gguf dir=$out/verbose sock
@@ -72,11 +83,15 @@ for v in "${list[@]}"; do
         fa-on) args=(-- -fa 1) ;;
         fa-off) args=(-- -fa 0) ;;
         ub-256) args=(-- -ub 256) ;;
+        no-poll) args=(--server-arg --poll-us=0) ;;
+        spin-long) args=(--guest-env GGML_VIRTGPU_SPIN_US=50000) ;;
+        guest-omp-passive) args=(--guest-env OMP_WAIT_POLICY=passive) ;;
+        threads-8) args=(--threads 8) ;;
         verbose) verbose_pair; continue ;;
         *) gpu_die "unknown variant $v" ;;
     esac
     if "$GPU_REPO/bench/compare.sh" "${common[@]}" --out "$out/$v" "${args[@]}" >"$out/$v.log" 2>&1; then
-        { echo "== $v"; grep -E 'pp[0-9]' "$out/$v/summary.txt"; } >>"$out/summary.txt"
+        { echo "== $v"; grep -E '(pp|tg)[0-9]' "$out/$v/summary.txt"; } >>"$out/summary.txt"
     else
         echo "== $v: compare.sh failed ($v.log)" >>"$out/summary.txt"
     fi

@@ -463,6 +463,8 @@ static void test_command_line(void **state)
         { "--max-clients", "0", NULL },
         { "--max-buffers", "-1", NULL },
         { "--log-level", "loud", NULL },
+        { "--poll-us", "100001", NULL },
+        { "--poll-us", "-1", NULL },
         { "--socket", NULL, NULL },
         { "stray", NULL, NULL },
     };

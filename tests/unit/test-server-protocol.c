@@ -2,7 +2,9 @@
  * The unix-socket protocol of the real ggml-virtgpu-server binary (docs/PROTOCOL.md §1, §2),
  * with the fake APIR library: HELLO, the APIR commands, config keys, resources, and every
  * protocol violation that must end in FATAL and a hang-up. One server for the whole group;
- * each test opens its own connections.
+ * each test opens its own connections. The server polls its sockets (--poll-us) so that every
+ * case here also goes through the polling receive; the other server tests use the default,
+ * which is no polling on the small machines tests run on.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -48,7 +50,7 @@ static int group_setup(void **state)
         "--apir-library", FAKE_APIR_LIB, "--backend", "/fake/libggml-backend.so",
         "--backend-reg", "fake_reg", "--max-command-size", "64K", "--max-resource-bytes", "1M",
         "--max-buffers", "7", "--max-buffer-bytes", "3G", "--max-graph-nodes", "99",
-        "--log-level", "warn", NULL,
+        "--poll-us", "2000", "--log-level", "warn", NULL,
     };
     if (uc_server_prepare(&server))
         return -1;
@@ -178,6 +180,27 @@ static void test_load_and_forward(void **state)
     assert_int_equal(forward(&s, 4242, NULL, 0), 4 + VGPU_UNKNOWN_COMMAND);
     assert_int_equal(forward(&s, FAKE_CMD_BAD_AFTER, NULL, 0), APIR_FORWARD_NO_DISPATCH_FN);
     assert_int_equal(forward(&s, FAKE_CMD_ECHO, "ok!!", 4), 4 + VGPU_OK); /* still serving */
+    uc_session_close(&s);
+}
+
+/*
+ * Messages that come while the worker polls and after its poll budget ran out (it then sleeps
+ * in recvmsg) are all served, in order.
+ */
+static void test_poll_then_sleep(void **state)
+{
+    (void)state;
+    struct uc_session s;
+    open_session(&s);
+    for (uint32_t i = 0; i < 6; i++) {
+        if (i % 2) {
+            struct timespec ts = { 0, 10 * 1000 * 1000 }; /* 5 times the 2 ms budget */
+            nanosleep(&ts, NULL);
+        }
+        uint32_t v = 0x5eed0000 + i;
+        assert_int_equal(forward(&s, FAKE_CMD_ECHO, &v, 4), 4 + VGPU_OK);
+        assert_memory_equal(s.reply.map + 4, &v, 4);
+    }
     uc_session_close(&s);
 }
 
@@ -521,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_hello),
         cmocka_unit_test(test_handshake),
         cmocka_unit_test(test_load_and_forward),
+        cmocka_unit_test(test_poll_then_sleep),
         cmocka_unit_test(test_futex_wake),
         cmocka_unit_test(test_config_keys),
         cmocka_unit_test(test_resources),
