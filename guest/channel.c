@@ -53,6 +53,11 @@ static int usable_cpus(void)
  */
 static void update_spin(struct vgpu_channel *ch)
 {
+    /* Planned waits (wait-pred.h) watch the reply word only near its predicted time and yield
+     * meanwhile; still, with so few CPUs even that is not free. GGML_VIRTGPU_PREDICT=0 or 1
+     * overrides. */
+    const char *pv = getenv("GGML_VIRTGPU_PREDICT");
+    ch->predict = pv && *pv ? strcmp(pv, "0") != 0 : ch->n_cpus >= 4;
     int host = ch->host_threads > 0 ? ch->host_threads : 4;
     ch->spin_short_ns = ch->n_cpus >= 3 ? 50000 : 0;
     ch->spin_long_ns = ch->n_cpus >= 4 && ch->n_cpus >= host + 2 ? 3000000 : 0;
@@ -243,8 +248,9 @@ static int send_wait(struct vgpu_channel *ch, const void *cmd, size_t len, struc
     __atomic_store_n((uint32_t *)reply->ptr, 0, __ATOMIC_SEQ_CST);
     struct vgpu_transport *tp = ch->tp;
     int r = tp->ops->submit(tp, cmd, len);
+    struct vgpu_wait_plan plan = { .spin_ns = spin_ns };
     if (r == 0)
-        r = tp->ops->wait_reply(tp, reply, word, spin_ns);
+        r = tp->ops->wait_reply(tp, reply, word, &plan);
     if (r != 0)
         vgpu_channel_lose(ch, "%s", tp->error);
     return r;
@@ -278,7 +284,8 @@ int vgpu_channel_call(struct vgpu_channel *ch, struct vgpu_enc *enc, uint32_t *r
     }
     if (r == 0) {
         uint32_t v = 0;
-        r = tp->ops->wait_reply(tp, &ch->reply, &v, spin);
+        struct vgpu_wait_plan plan = { .spin_ns = spin };
+        r = tp->ops->wait_reply(tp, &ch->reply, &v, &plan);
         if (r == 0) {
             *ret = v - 1;
             vgpu_dec_init(reply, (uint8_t *)ch->reply.ptr + APIR_REPLY_PAYLOAD_OFFSET,
@@ -331,6 +338,7 @@ static int sub_prepare(struct vgpu_channel *ch, struct vgpu_submission *s)
         s->observable = false;
         s->long_wait = false;
         s->no_wait = false;
+        s->work = 0;
     }
     return 0;
 }
@@ -371,8 +379,10 @@ static int sub_append(struct vgpu_submission *s, uint32_t cmd, const uint8_t *pa
         s->reply_need += VGPU_BATCH_ENTRY_HEADER + m.reply_max;
     if (cmd == VGPU_CMD_EXT_TENSOR_GET || cmd == VGPU_CMD_EXT_GRAPH_COMPUTE || m.reads_caller)
         s->observable = true;
-    if (m.long_wait || is_long_cmd((int32_t)cmd))
+    if (m.long_wait || is_long_cmd((int32_t)cmd)) {
         s->long_wait = true;
+        s->work = vgpu_pred_mix(vgpu_pred_mix(s->work, cmd), m.kind == VGPU_ENTRY_GRAPH ? m.uid : m.bytes);
+    }
     return 0;
 }
 
@@ -764,6 +774,8 @@ static uint64_t submit(struct vgpu_channel *ch, uint32_t idx)
     }
     s->seq = ++ch->seq_submitted;
     ch->fifo[ch->n_inflight++] = idx;
+    if (s->work)
+        vgpu_pred_sent(&ch->pred, s->work, vgpu_now_ns());
     /* The host waits for everything queued before it answers a batch without the flag. */
     ch->unwaited = s->no_wait;
     return s->seq;
@@ -777,7 +789,14 @@ static int complete_oldest(struct vgpu_channel *ch)
     uint32_t idx = ch->fifo[0];
     struct vgpu_submission *s = &ch->sub[idx];
     uint32_t word = 0;
-    int r = ch->tp->ops->wait_reply(ch->tp, &s->reply, &word, s->long_wait ? ch->spin_long_ns : ch->spin_short_ns);
+    struct vgpu_wait_plan plan = { .spin_ns = s->long_wait ? ch->spin_long_ns : ch->spin_short_ns };
+    bool drains = ch->n_inflight == 1;
+    if (drains && ch->predict)
+        vgpu_pred_plan(&ch->pred, &plan);
+    uint64_t t0 = plan.watch_until ? vgpu_gprof_now(&ch->prof) : 0;
+    int r = ch->tp->ops->wait_reply(ch->tp, &s->reply, &word, &plan);
+    if (plan.watch_until)
+        vgpu_gprof_phase(&ch->prof, VGPU_GPROF_PLANNED_WAIT, t0);
     if (r != 0) {
         vgpu_channel_lose(ch, "%s", ch->tp->error);
         drop_outstanding(ch, r);
@@ -792,6 +811,8 @@ static int complete_oldest(struct vgpu_channel *ch)
     bool stopped = br.code == VGPU_OK && br.status == VGPU_BATCH_STOPPED;
     bool skipped = br.code == (int)VGPU_SKIPPED; /* only after a stop we have not seen: resend */
     if (!stopped && !skipped) {
+        if (drains)
+            vgpu_pred_drained(&ch->pred, vgpu_now_ns());
         s->n = 0;
         if (vgpu_channel_is_lost(ch)) {
             drop_outstanding(ch, -EPIPE);
@@ -801,6 +822,7 @@ static int complete_oldest(struct vgpu_channel *ch)
     }
 
     /* The host stopped: it skips everything until a resume. Resend in order what it did not run. */
+    vgpu_pred_abandon(&ch->pred);
     ch->need_resume = true;
     struct requeue q;
     memset(&q, 0, sizeof(q));
@@ -814,7 +836,8 @@ static int complete_oldest(struct vgpu_channel *ch)
         uint32_t li = ch->fifo[0];
         struct vgpu_submission *l = &ch->sub[li];
         uint32_t w = 0;
-        r = ch->tp->ops->wait_reply(ch->tp, &l->reply, &w, ch->spin_short_ns);
+        struct vgpu_wait_plan quick = { .spin_ns = ch->spin_short_ns };
+        r = ch->tp->ops->wait_reply(ch->tp, &l->reply, &w, &quick);
         if (r != 0) {
             vgpu_channel_lose(ch, "%s", ch->tp->error);
             err = r;

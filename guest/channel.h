@@ -41,6 +41,7 @@
 #include "codec.h"
 #include "profile.h"
 #include "transport.h"
+#include "wait-pred.h"
 
 #define VGPU_REPLY_SIZE   (256u * 1024u)
 #define VGPU_STAGING_SIZE (32u * 1024u * 1024u)
@@ -82,6 +83,7 @@ struct vgpu_entry_meta {
     uint64_t dst_stride;
     /* when set, the entry's code (or < 0 if it never ran) goes here instead of being reported */
     int     *result;
+    uint64_t bytes;       /* long copies: the bytes moved (tells work apart for wait prediction) */
     /* GRAPH */
     uint64_t             uid;
     vgpu_graph_resend_fn resend;
@@ -104,6 +106,7 @@ struct vgpu_submission {
     bool                    observable; /* has an entry whose effect the guest may read */
     bool                    long_wait;  /* has a graph compute or a big copy */
     bool                    no_wait;    /* sent with VGPU_BATCH_NO_WAIT */
+    uint64_t                work;       /* hash of its long entries, for wait prediction (0: none) */
     uint64_t                seq;
 };
 
@@ -159,6 +162,8 @@ struct vgpu_channel {
     int64_t                spin_long_ns;  /* graph computes and staged chunks */
     int                    n_cpus;
     int                    host_threads;  /* last accepted set_n_threads (0: none) */
+    bool                   predict;       /* plan long waits (wait-pred.h) */
+    struct vgpu_wait_pred  pred;
 
     struct vgpu_gprof      prof; /* measuring facility, off unless GGML_VIRTGPU_PROFILE (profile.h) */
 };

@@ -94,6 +94,7 @@ static const char *const phase_names[VGPU_GPROF_N_PHASES] = {
     [VGPU_GPROF_OPT_SERIALIZE] = "  of which serialize",
     [VGPU_GPROF_SYNCHRONIZE]   = "synchronize",
     [VGPU_GPROF_INIT_TENSOR]   = "init_tensor",
+    [VGPU_GPROF_PLANNED_WAIT]  = "planned wait",
 };
 
 static void row(const char *what, const char *name, uint64_t deferred, const struct vgpu_gprof_stat *s)

@@ -26,6 +26,7 @@ enum vgpu_gprof_phase {
     VGPU_GPROF_OPT_SERIALIZE, /*   of which serialising */
     VGPU_GPROF_SYNCHRONIZE,   /* backend synchronize */
     VGPU_GPROF_INIT_TENSOR,   /* buffer init_tensor */
+    VGPU_GPROF_PLANNED_WAIT,  /* a wait planned by wait prediction (wait-pred.h), whole */
     VGPU_GPROF_N_PHASES
 };
 

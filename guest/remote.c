@@ -620,6 +620,7 @@ static int pipe_chunk(struct vgpu_channel *ch, void *user, struct chunk *c)
     struct vgpu_entry_meta m;
     memset(&m, 0, sizeof(m));
     m.long_wait = true;
+    m.bytes = c->n * c->rows;
     snprintf(m.what, sizeof(m.what), "%s (staged) of tensor '%s'", p->set ? "set_tensor" : "get_tensor",
              p->t->wire.name);
     if (!p->set) {
@@ -790,6 +791,7 @@ int vgpu_remote_tensor_set(struct vgpu_channel *ch, bool baseline, const struct 
         vgpu_enc_transfer(&enc, &x);
         if (batching && d->async) {
             m.long_wait = total > VGPU_INLINE_DATA_MAX;
+            m.bytes = total;
             m.reads_caller = true; /* the caller's memory must stay put until synchronize */
             code = vgpu_channel_defer(ch, &enc, &m);
         } else {
@@ -853,6 +855,7 @@ int vgpu_remote_tensor_get(struct vgpu_channel *ch, bool baseline, const struct 
         vgpu_enc_transfer(&enc, &x);
         if (batching && d->async) {
             m.long_wait = total > VGPU_INLINE_DATA_MAX;
+            m.bytes = total;
             code = vgpu_channel_defer(ch, &enc, &m);
         } else {
             code = vgpu_channel_forward(ch, &enc, &dec);

@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -56,13 +57,6 @@ size_t vgpu_page_size(void)
 {
     long p = sysconf(_SC_PAGESIZE);
     return p > 0 ? (size_t)p : 4096;
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
 static inline void cpu_relax(void)
@@ -137,12 +131,12 @@ static int send_msg(struct vgpu_unix *u, uint32_t type, const void *body, size_t
  */
 static int recv_msg(struct vgpu_unix *u, uint8_t *buf, size_t cap, int timeout_ms)
 {
-    int64_t deadline = timeout_ms >= 0 ? now_ns() + (int64_t)timeout_ms * 1000000ll : 0;
+    int64_t deadline = timeout_ms >= 0 ? vgpu_now_ns() + (int64_t)timeout_ms * 1000000ll : 0;
     for (;;) {
         int wait_ms = 100;
         bool last = false;
         if (timeout_ms >= 0) {
-            int64_t left = deadline - now_ns();
+            int64_t left = deadline - vgpu_now_ns();
             if (left <= 0) {
                 wait_ms = 0; /* one look at what is already there */
                 last = true;
@@ -369,36 +363,69 @@ static long futex_wait(uint32_t *word, uint32_t expected, int64_t ns)
     return syscall(SYS_futex, word, FUTEX_WAIT, expected, &ts, NULL, 0);
 }
 
+/* Reads the reply word; true (and *out) once the host has answered. */
+static bool reply_ready(const uint32_t *word, uint32_t *out)
+{
+    uint32_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    *out = v;
+    return v != 0;
+}
+
+/*
+ * The planned part of a wait (transport.h): spin, nap, watch. True once the reply is there.
+ * The nap ends by nap_cap at the latest, so that the caller's loop still notices a dead host
+ * and its time limit.
+ */
+static bool wait_planned(uint32_t *word, const struct vgpu_wait_plan *plan, int64_t start, int64_t nap_cap,
+                         uint32_t *out)
+{
+    /* Spin while the reply is expected soon (the caller's budget), reading the clock rarely. */
+    while (plan->spin_ns > 0) {
+        for (int i = 0; i < 64; i++) {
+            if (reply_ready(word, out))
+                return true;
+            cpu_relax();
+        }
+        if (vgpu_now_ns() - start >= plan->spin_ns)
+            break;
+    }
+    if (plan->watch_until <= 0)
+        return false;
+    int64_t nap_end = plan->nap_until < nap_cap ? plan->nap_until : nap_cap;
+    for (int64_t now = vgpu_now_ns(); now < nap_end; now = vgpu_now_ns()) {
+        if (reply_ready(word, out))
+            return true;
+        (void)futex_wait(word, 0, nap_end - now);
+    }
+    /* Watch: the reply is due about now. Yielding leaves the CPU to any thread that has work. */
+    while (vgpu_now_ns() < plan->watch_until) {
+        if (reply_ready(word, out))
+            return true;
+        sched_yield();
+    }
+    return reply_ready(word, out);
+}
+
 static int unix_wait_reply(struct vgpu_transport *tp, const struct vgpu_resource *reply, uint32_t *word_out,
-                           int64_t spin_ns)
+                           const struct vgpu_wait_plan *plan)
 {
     struct vgpu_unix *u = (struct vgpu_unix *)tp;
     uint32_t *word = reply->ptr;
-    int64_t start = now_ns();
-    uint32_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-    if (v) {
+    int64_t start = vgpu_now_ns();
+    int64_t deadline = tp->timeout_ms > 0 ? start + (int64_t)tp->timeout_ms * 1000000ll : 0;
+    int64_t nap_cap = start + VGPU_SLICE_NS;
+    if (deadline && deadline < nap_cap)
+        nap_cap = deadline;
+    uint32_t v;
+    if (wait_planned(word, plan, start, nap_cap, &v)) {
         *word_out = v;
         return 0;
     }
-    /* Spin while the reply is expected soon (the caller's budget), reading the clock rarely. */
-    while (spin_ns > 0) {
-        for (int i = 0; i < 64; i++) {
-            v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-            if (v) {
-                *word_out = v;
-                return 0;
-            }
-            cpu_relax();
-        }
-        if (now_ns() - start >= spin_ns)
-            break;
-    }
 
-    int64_t deadline = tp->timeout_ms > 0 ? start + (int64_t)tp->timeout_ms * 1000000ll : 0;
     for (;;) {
         int64_t slice = VGPU_SLICE_NS;
         if (deadline) {
-            int64_t left = deadline - now_ns();
+            int64_t left = deadline - vgpu_now_ns();
             if (left <= 0) {
                 set_error(tp, "no reply within %d ms (GGML_VIRTGPU_TIMEOUT_MS)", tp->timeout_ms);
                 return -ETIMEDOUT;

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* A memory area shared with the host, known to it by a non-zero id. */
 struct vgpu_resource {
@@ -21,6 +22,16 @@ struct vgpu_resource {
 
 struct vgpu_transport;
 
+/*
+ * How a wait for a reply word spends its time before it blocks. Times are CLOCK_MONOTONIC
+ * nanoseconds; a step whose time is 0 (or already past) is skipped.
+ */
+struct vgpu_wait_plan {
+    int64_t spin_ns;     /* busy-poll the word this long first */
+    int64_t nap_until;   /* then sleep until this time; the reply wakes the sleeper early */
+    int64_t watch_until; /* then poll the word, yielding the CPU between polls, until this time */
+};
+
 struct vgpu_transport_ops {
     /* Creates a resource of at least `size` bytes, zero-filled, mapped and known to the host. */
     int  (*resource_create)(struct vgpu_transport *tp, size_t size, struct vgpu_resource *res);
@@ -30,11 +41,11 @@ struct vgpu_transport_ops {
     int  (*submit)(struct vgpu_transport *tp, const void *cmd, size_t size);
     /*
      * Waits until the reply word (u32 at offset 0 of `reply`) is non-zero and returns it in
-     * *word: spins for up to spin_ns reading it, then blocks. Fails with -EPIPE when the host
-     * is gone and -ETIMEDOUT past tp->timeout_ms.
+     * *word: as `plan` says, then blocking. Fails with -EPIPE when the host is gone and
+     * -ETIMEDOUT past tp->timeout_ms.
      */
     int  (*wait_reply)(struct vgpu_transport *tp, const struct vgpu_resource *reply, uint32_t *word,
-                       int64_t spin_ns);
+                       const struct vgpu_wait_plan *plan);
     void (*destroy)(struct vgpu_transport *tp);
 };
 
@@ -51,6 +62,14 @@ struct vgpu_transport {
     /* Explanation of the last failure. */
     char    error[256];
 };
+
+/* CLOCK_MONOTONIC in nanoseconds: the time base of struct vgpu_wait_plan. */
+static inline int64_t vgpu_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
 
 /* Page size used to round resource sizes. */
 size_t vgpu_page_size(void);

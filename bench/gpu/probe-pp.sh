@@ -11,6 +11,8 @@
 #   no-poll             the server's workers sleep at once after each message (--poll-us=0)
 #   spin-long           the guest spins through every wait (GGML_VIRTGPU_SPIN_US=50000): no
 #                       wake-up of the guest when a compute ends
+#   no-predict          the guest's long waits are not planned (GGML_VIRTGPU_PREDICT=0): it
+#                       sleeps until the host's futex wake
 #   guest-omp-passive   the guest's OpenMP threads sleep after its CPU split instead of
 #                       spinning for milliseconds (OMP_WAIT_POLICY=passive in the guest)
 #   threads-8           -t 8 in every configuration (fewer guest OpenMP spinners)
@@ -25,8 +27,8 @@
 #   --rounds N       compare.sh --rounds (default 3)
 #   --gen N          also tg N (compare.sh --gen; default 0: prompt processing only)
 #   --variants LIST  subset of default,no-host-buffer,fa-on,fa-off,ub-256,no-poll,spin-long,
-#                    guest-omp-passive,threads-8,verbose (default: all but no-poll, spin-long,
-#                    guest-omp-passive and threads-8)
+#                    no-predict,guest-omp-passive,threads-8,verbose (default: all but no-poll,
+#                    spin-long, no-predict, guest-omp-passive and threads-8)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -85,6 +87,7 @@ for v in "${list[@]}"; do
         ub-256) args=(-- -ub 256) ;;
         no-poll) args=(--server-arg --poll-us=0) ;;
         spin-long) args=(--guest-env GGML_VIRTGPU_SPIN_US=50000) ;;
+        no-predict) args=(--guest-env GGML_VIRTGPU_PREDICT=0) ;;
         guest-omp-passive) args=(--guest-env OMP_WAIT_POLICY=passive) ;;
         threads-8) args=(--threads 8) ;;
         verbose) verbose_pair; continue ;;

@@ -4,12 +4,16 @@
  * through the reply word and a futex wake, and every way the server can go away.
  */
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -133,7 +137,8 @@ static void test_resource_memfd(void **state)
     *(uint32_t *)reply.ptr = 0;
     assert_int_equal(tp->ops->submit(tp, cmd, vgpu_enc_used(&enc)), 0);
     uint32_t word = 0;
-    assert_int_equal(tp->ops->wait_reply(tp, &reply, &word, 20000), 0);
+    struct vgpu_wait_plan spin = { .spin_ns = 20000 };
+    assert_int_equal(tp->ops->wait_reply(tp, &reply, &word, &spin), 0);
     assert_int_equal(word, 1);
     uint32_t seen, mark;
     memcpy(&seen, (uint8_t *)reply.ptr + 4, 4);
@@ -186,6 +191,74 @@ static void test_submit_futex_wake(void **state)
     assert_false(vgpu_channel_is_lost(ch));
     vgpu_channel_destroy(ch);
     fake_host_stop(&h);
+}
+
+/* ---- wait plans: a reply word written from a thread, as the host would write it ---------------- */
+
+struct late_writer {
+    uint32_t *word;
+    int       delay_ms;
+    bool      wake; /* FUTEX_WAKE after the store, as the server does */
+};
+
+static void *late_write(void *arg)
+{
+    struct late_writer *w = arg;
+    usleep((useconds_t)w->delay_ms * 1000);
+    __atomic_store_n(w->word, 5u, __ATOMIC_RELEASE);
+    if (w->wake)
+        syscall(SYS_futex, w->word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    return NULL;
+}
+
+/* Waits with `plan` (times relative to now, in ms; 0 = not set) for a word written after
+ * delay_ms; returns the milliseconds the wait took. */
+static double planned_wait(int delay_ms, bool wake, double nap_ms, double watch_ms)
+{
+    struct fake_host h = { 0 };
+    assert_int_equal(fake_host_start(&h, echo_handler, NULL), 0);
+    struct vgpu_transport *tp = open_ok(&h, 0);
+    struct vgpu_resource reply;
+    assert_int_equal(tp->ops->resource_create(tp, 4096, &reply), 0);
+    struct late_writer w = { reply.ptr, delay_ms, wake };
+    int64_t now = vgpu_now_ns();
+    struct vgpu_wait_plan plan = {
+        .nap_until = nap_ms > 0 ? now + (int64_t)(nap_ms * 1e6) : 0,
+        .watch_until = watch_ms > 0 ? now + (int64_t)(watch_ms * 1e6) : 0,
+    };
+    pthread_t t;
+    double t0 = fake_now_ms();
+    assert_int_equal(pthread_create(&t, NULL, late_write, &w), 0);
+    uint32_t word = 0;
+    assert_int_equal(tp->ops->wait_reply(tp, &reply, &word, &plan), 0);
+    double dt = fake_now_ms() - t0;
+    assert_int_equal(word, 5);
+    pthread_join(t, NULL);
+    tp->ops->resource_destroy(tp, &reply);
+    tp->ops->destroy(tp);
+    fake_host_stop(&h);
+    return dt;
+}
+
+/*
+ * A reply that comes during the watch window is seen at once even without a futex wake;
+ * without the window the same reply waits for the end of a 100 ms blocking slice.
+ */
+static void test_plan_watch(void **state)
+{
+    (void)state;
+    double dt = planned_wait(30, false, 10, 80);
+    assert_true(dt >= 29.0 && dt < 75.0);
+    dt = planned_wait(30, false, 0, 0);
+    assert_true(dt >= 90.0);
+}
+
+/* A reply that comes during the nap wakes the guest then, not at the nap's end. */
+static void test_plan_nap_woken(void **state)
+{
+    (void)state;
+    double dt = planned_wait(10, true, 400, 450);
+    assert_true(dt >= 9.0 && dt < 200.0);
 }
 
 /* Runs one call against a server doing `action` on SUBMIT; returns the time it took. */
@@ -356,6 +429,8 @@ int main(void)
         cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_resource_memfd),
         cmocka_unit_test(test_submit_futex_wake),
+        cmocka_unit_test(test_plan_watch),
+        cmocka_unit_test(test_plan_nap_woken),
         cmocka_unit_test(test_server_closes_mid_call),
         cmocka_unit_test(test_server_fatal),
         cmocka_unit_test(test_timeout),
