@@ -44,31 +44,43 @@ static int usable_cpus(void)
     return n > 0 ? (int)n : 1;
 }
 
+/* A microsecond count from the environment (0..10 s) into *ns; false (and *ns kept) otherwise. */
+static bool env_us(const char *name, int64_t *ns)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return false;
+    char *end;
+    long us = strtol(v, &end, 10);
+    if (*end || us < 0 || us > 10000000)
+        return false;
+    *ns = (int64_t)us * 1000;
+    return true;
+}
+
 /*
  * Spinning only pays when the host has a core to run on meanwhile. With two CPUs or fewer
  * the host's threads need ours (a spinning guest delays the very reply it waits for), so
  * the guest blocks at once. Long waits (graph computes) spin only when there are cores to
  * spare beyond the host backend's threads, as a GPU host's are. GGML_VIRTGPU_SPIN_US
- * overrides both budgets.
+ * overrides both budgets. Planned waits (wait-pred.h) watch the reply word only near its
+ * predicted time and yield meanwhile; still, with so few CPUs even that is not free.
+ * GGML_VIRTGPU_PREDICT=0 or 1 overrides, GGML_VIRTGPU_PREDICT_MIN_US sets the shortest
+ * planned work.
  */
 static void update_spin(struct vgpu_channel *ch)
 {
-    /* Planned waits (wait-pred.h) watch the reply word only near its predicted time and yield
-     * meanwhile; still, with so few CPUs even that is not free. GGML_VIRTGPU_PREDICT=0 or 1
-     * overrides. */
     const char *pv = getenv("GGML_VIRTGPU_PREDICT");
     ch->predict = pv && *pv ? strcmp(pv, "0") != 0 : ch->n_cpus >= 4;
+    ch->pred.min_ns = VGPU_PRED_MIN_NS;
+    (void)env_us("GGML_VIRTGPU_PREDICT_MIN_US", &ch->pred.min_ns);
     int host = ch->host_threads > 0 ? ch->host_threads : 4;
     ch->spin_short_ns = ch->n_cpus >= 3 ? 50000 : 0;
     ch->spin_long_ns = ch->n_cpus >= 4 && ch->n_cpus >= host + 2 ? 3000000 : 0;
-    const char *v = getenv("GGML_VIRTGPU_SPIN_US");
-    if (v && *v) {
-        char *end;
-        long us = strtol(v, &end, 10);
-        if (!*end && us >= 0 && us <= 10000000) {
-            ch->spin_short_ns = (int64_t)us * 1000;
-            ch->spin_long_ns = (int64_t)us * 1000;
-        }
+    int64_t spin;
+    if (env_us("GGML_VIRTGPU_SPIN_US", &spin)) {
+        ch->spin_short_ns = spin;
+        ch->spin_long_ns = spin;
     }
 }
 

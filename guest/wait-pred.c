@@ -35,7 +35,7 @@ void vgpu_pred_plan(struct vgpu_wait_pred *p, struct vgpu_wait_plan *plan)
     if (p->key == 0)
         return;
     struct vgpu_pred_slot *s = find(p, p->key);
-    if (!s || s->est_ns < VGPU_PRED_MIN_NS)
+    if (!s || s->est_ns < p->min_ns)
         return;
     s->used = ++p->clock;
     int64_t margin = VGPU_PRED_BASE_MARGIN_NS + s->est_ns / 16;

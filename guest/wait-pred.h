@@ -24,8 +24,9 @@
 
 /* Estimates kept (least recently used goes first). */
 #define VGPU_PRED_SLOTS 16u
-/* Work shorter than this is not planned: quick waits block or spin as before. */
-#define VGPU_PRED_MIN_NS 1000000ll
+/* Default of vgpu_wait_pred.min_ns: work estimated shorter is not planned (it blocks or spins
+ * as the wait policy says). */
+#define VGPU_PRED_MIN_NS 100000ll
 /* Half the watch window: this plus a sixteenth of the estimate, at most VGPU_PRED_MAX_MARGIN_NS. */
 #define VGPU_PRED_BASE_MARGIN_NS 200000ll
 #define VGPU_PRED_MAX_MARGIN_NS  1000000ll
@@ -37,8 +38,9 @@ struct vgpu_pred_slot {
 };
 
 struct vgpu_wait_pred {
-    uint64_t              key; /* the current epoch's work; 0 = none sent yet */
-    int64_t               t0;  /* when its first long work was sent */
+    int64_t               min_ns; /* shortest estimate that gets a plan */
+    uint64_t              key;    /* the current epoch's work; 0 = none sent yet */
+    int64_t               t0;     /* when its first long work was sent */
     uint64_t              clock;
     struct vgpu_pred_slot slot[VGPU_PRED_SLOTS];
 };
@@ -51,7 +53,7 @@ void vgpu_pred_sent(struct vgpu_wait_pred *p, uint64_t work, int64_t now);
 
 /*
  * Fills plan->nap_until and plan->watch_until for a wait that will drain the current epoch,
- * if its work has an estimate of at least VGPU_PRED_MIN_NS; otherwise leaves plan alone.
+ * if its work has an estimate of at least min_ns; otherwise leaves plan alone.
  */
 void vgpu_pred_plan(struct vgpu_wait_pred *p, struct vgpu_wait_plan *plan);
 

@@ -28,7 +28,7 @@
 #define SRV_POLL_AUTO UINT32_MAX
 #define SRV_MAX_POLL_US 100000u
 /* The poll budget "auto" gives a worker that has SRV_POLL_AUTO_MIN_CPUS CPUs or more. */
-#define SRV_POLL_AUTO_US 200u
+#define SRV_POLL_AUTO_US 3000u
 #define SRV_POLL_AUTO_MIN_CPUS 4
 
 enum srv_mode {

@@ -33,8 +33,7 @@ static struct vgpu_wait_plan plan_for(struct vgpu_wait_pred *p, uint64_t key, in
 static void test_learns_and_plans(void **state)
 {
     (void)state;
-    struct vgpu_wait_pred p;
-    memset(&p, 0, sizeof(p));
+    struct vgpu_wait_pred p = { .min_ns = VGPU_PRED_MIN_NS };
     struct vgpu_wait_plan first = plan_for(&p, 42, 0);
     assert_int_equal(first.nap_until, 0); /* nothing known yet */
     assert_int_equal(first.watch_until, 0);
@@ -57,10 +56,9 @@ static void test_learns_and_plans(void **state)
 static void test_keys_and_limits(void **state)
 {
     (void)state;
-    struct vgpu_wait_pred p;
-    memset(&p, 0, sizeof(p));
+    struct vgpu_wait_pred p = { .min_ns = VGPU_PRED_MIN_NS };
     epoch(&p, 1, 0, 5 * MS);
-    epoch(&p, 2, 10 * MS, VGPU_PRED_MIN_NS - 1);
+    epoch(&p, 2, 10 * MS, VGPU_PRED_MIN_NS - 1); /* under min_ns */
     struct vgpu_wait_plan plan = plan_for(&p, 3, 20 * MS); /* never seen */
     assert_int_equal(plan.watch_until, 0);
     vgpu_pred_abandon(&p);
@@ -99,8 +97,7 @@ static void test_keys_and_limits(void **state)
 static void test_eviction(void **state)
 {
     (void)state;
-    struct vgpu_wait_pred p;
-    memset(&p, 0, sizeof(p));
+    struct vgpu_wait_pred p = { .min_ns = VGPU_PRED_MIN_NS };
     for (uint64_t k = 1; k <= VGPU_PRED_SLOTS; k++)
         epoch(&p, k, (int64_t)k * 100 * MS, 2 * MS);
     /* Use work 1 again, then bring in one more: work 2 (now the oldest) goes. */
