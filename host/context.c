@@ -104,6 +104,26 @@ static enum vgpu_log_level parse_level(const char *s, enum vgpu_log_level dflt)
     return dflt;
 }
 
+/*
+ * ggml's own log lines (ggml-cpu prints one per repacked weight, backends list their devices)
+ * go through the host's log at the level of GGML_VIRTGPU_LOG_LEVEL (default warn): ggml's
+ * default callback prints every level, debug included. Stateless, because ggml's logger is
+ * one per process and contexts come and go: continuation pieces count as debug.
+ */
+static void ggml_log_to_host(enum ggml_log_level level, const char *text, void *user)
+{
+    (void)user;
+    enum vgpu_log_level l = level == GGML_LOG_LEVEL_ERROR  ? VGPU_LOG_ERROR
+                            : level == GGML_LOG_LEVEL_WARN ? VGPU_LOG_WARN
+                            : level == GGML_LOG_LEVEL_INFO ? VGPU_LOG_INFO
+                                                           : VGPU_LOG_DEBUG;
+    size_t n = strlen(text);
+    while (n > 0 && text[n - 1] == '\n')
+        n--;
+    if (n > 0)
+        vgpu_log_id(0, l, "ggml: %.*s", (int)(n > 400 ? 400 : n), text);
+}
+
 /* ---- scratch ------------------------------------------------------------------------------------ */
 
 void *vgpu_scratch_get(struct vgpu_scratch *s, size_t n)
@@ -270,6 +290,7 @@ uint32_t vgpu_ctx_create(uint32_t ctx_id, const struct virgl_apir_callbacks *cbs
     ctx->get_shmem_ptr = cbs ? cbs->get_shmem_ptr : NULL;
     ctx->log_level = parse_level(getenv("GGML_VIRTGPU_LOG_LEVEL"), VGPU_LOG_WARN);
     ctx->log_level = parse_level(config(ctx, VGPU_CFG_LOG_LEVEL), ctx->log_level);
+    ggml_log_set(ggml_log_to_host, NULL);
     vgpu_prof_init(&ctx->prof);
 
     /* The size extension is used only when the runtime says its struct is large enough. */

@@ -26,6 +26,14 @@ if grep -qw avx2 /proc/cpuinfo || [ "$(uname -m)" = aarch64 ]; then
 else
     note "this CPU has no repacked Q4_0 kernel: the results above were computed without copies"
 fi
+# ggml's own debug lines (ggml-cpu: one per repacked tensor) stay out of the log by default...
+if grep -q "repack tensor" "$VGPU_SCRATCH/server.log"; then fail "ggml's debug lines reached the log"; fi
+if grep -qw avx2 /proc/cpuinfo || [ "$(uname -m)" = aarch64 ]; then
+    note "GGML_VIRTGPU_LOG_LEVEL=debug (ggml's lines through the host library's log)"
+    GGML_VIRTGPU_LOG_LEVEL=debug run
+    grep -q "ggml: repack: repack tensor" "$VGPU_SCRATCH/server.log" ||
+        fail "ggml's debug lines did not reach the log at level debug (see server.log)"
+fi
 note "--no-cpu-repack (the option reaches the worker: no copy)"
 run --no-cpu-repack
 if grep -q "repacked '" "$VGPU_SCRATCH/server.log"; then fail "--no-cpu-repack: the host made a copy"; fi
