@@ -15,9 +15,6 @@
 #                       sleeps until the host's futex wake
 #   predict-1ms         only work estimated at 1 ms or more is planned (GGML_VIRTGPU_PREDICT_MIN_US)
 #   poll-200            the server's workers poll 200 us after each message (--poll-us=200)
-#   guest-omp-passive   the guest's OpenMP threads sleep after its CPU split instead of
-#                       spinning for milliseconds (OMP_WAIT_POLICY=passive in the guest)
-#   threads-8           -t 8 in every configuration (fewer guest OpenMP spinners)
 # and one verbose pair (llama-bench -v, server --log-level debug) whose logs show how llama.cpp
 # resolved flash attention and which buffers it placed where.
 # Results: OUT/<variant>/summary.txt and OUT/summary.txt (the ratio lines of all variants).
@@ -29,8 +26,8 @@
 #   --rounds N       compare.sh --rounds (default 3)
 #   --gen N          also tg N (compare.sh --gen; default 0: prompt processing only)
 #   --variants LIST  subset of default,no-host-buffer,fa-on,fa-off,ub-256,no-poll,spin-long,
-#                    no-predict,predict-1ms,poll-200,guest-omp-passive,threads-8,verbose
-#                    (default: default,no-host-buffer,fa-on,fa-off,ub-256,verbose)
+#                    no-predict,predict-1ms,poll-200,verbose (default: default,no-host-buffer,
+#                    fa-on,fa-off,ub-256,verbose)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -92,8 +89,6 @@ for v in "${list[@]}"; do
         no-predict) args=(--guest-env GGML_VIRTGPU_PREDICT=0) ;;
         predict-1ms) args=(--guest-env GGML_VIRTGPU_PREDICT_MIN_US=1000) ;;
         poll-200) args=(--server-arg --poll-us=200) ;;
-        guest-omp-passive) args=(--guest-env OMP_WAIT_POLICY=passive) ;;
-        threads-8) args=(--threads 8) ;;
         verbose) verbose_pair; continue ;;
         *) gpu_die "unknown variant $v" ;;
     esac
