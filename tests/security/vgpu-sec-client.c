@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "abi.h"
+#include "apir-harness.h"
 #include "apir.h"
 #include "codec.h"
 #include "ext.h"
@@ -136,17 +137,11 @@ static uint8_t *image(const struct vgpu_wire_tensor *t, uint32_t n, const uint32
     uint8_t *img = malloc(cap);
     if (!img)
         return NULL;
-    struct vgpu_enc e;
-    vgpu_enc_init(&e, img, cap);
-    vgpu_enc_u32(&e, VGPU_GRAPH_MAGIC);
-    vgpu_enc_u32(&e, n);
-    vgpu_enc_u32(&e, n_nodes);
-    vgpu_enc_u32(&e, 0);
-    for (uint32_t i = 0; i < n; i++)
-        vgpu_enc_wire_tensor(&e, &t[i]);
-    for (uint32_t i = 0; i < n_nodes; i++)
-        vgpu_enc_u32(&e, nodes[i]);
-    *size = vgpu_enc_used(&e);
+    *size = apir_harness_graph_image(t, n, nodes, n_nodes, img, cap);
+    if (!*size) {
+        free(img);
+        return NULL;
+    }
     return img;
 }
 

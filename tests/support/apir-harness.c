@@ -9,6 +9,7 @@
 #include "wire.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -502,4 +503,44 @@ uint32_t apir_harness_get(struct apir_harness *h, const struct vgpu_wire_tensor 
         return 0xdeadu;
     memcpy(data, p, n);
     return 0;
+}
+
+/* ---- stderr capture ------------------------------------------------------------------------------ */
+
+static int   capture_saved_fd = -1;
+static FILE *capture_file;
+
+int apir_harness_capture_begin(void)
+{
+    fflush(stderr);
+    capture_file = tmpfile();
+    if (!capture_file)
+        return -errno;
+    capture_saved_fd = dup(STDERR_FILENO);
+    if (capture_saved_fd < 0 || dup2(fileno(capture_file), STDERR_FILENO) < 0) {
+        int e = -errno;
+        if (capture_saved_fd >= 0)
+            close(capture_saved_fd);
+        capture_saved_fd = -1;
+        fclose(capture_file);
+        capture_file = NULL;
+        return e;
+    }
+    return 0;
+}
+
+int apir_harness_capture_end(char *text, size_t cap)
+{
+    if (!capture_file || cap == 0)
+        return -EINVAL;
+    fflush(stderr);
+    int rc = dup2(capture_saved_fd, STDERR_FILENO) < 0 ? -errno : 0;
+    close(capture_saved_fd);
+    capture_saved_fd = -1;
+    rewind(capture_file);
+    size_t n = fread(text, 1, cap - 1, capture_file);
+    text[n] = '\0';
+    fclose(capture_file);
+    capture_file = NULL;
+    return rc;
 }

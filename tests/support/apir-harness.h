@@ -100,4 +100,12 @@ uint32_t apir_harness_set(struct apir_harness *h, const struct vgpu_wire_tensor 
 uint32_t apir_harness_get(struct apir_harness *h, const struct vgpu_wire_tensor *w, uint64_t offset, void *data,
                           size_t n);
 
+/*
+ * Captures this process's stderr (the library logs with write(2) on fd 2) from _begin until
+ * _end, which restores it and copies what was written into text[cap] (cut to cap - 1 bytes,
+ * NUL-terminated). One capture at a time. Both return 0 or a negative errno.
+ */
+int apir_harness_capture_begin(void);
+int apir_harness_capture_end(char *text, size_t cap);
+
 #endif /* VGPU_TESTS_APIR_HARNESS_H */

@@ -70,38 +70,6 @@ static uint32_t nop(void)
     return apir_harness_send(H, VGPU_CMD_EXT_NOP, NULL);
 }
 
-/* ---- stderr capture (the library logs with write(2) on fd 2) -------------------------------------- */
-
-static int saved_fd = -1;
-static FILE *cap_file;
-
-static void capture_begin(void)
-{
-    fflush(stderr);
-    cap_file = tmpfile();
-    assert_non_null(cap_file);
-    saved_fd = dup(STDERR_FILENO);
-    assert_true(saved_fd >= 0);
-    assert_true(dup2(fileno(cap_file), STDERR_FILENO) >= 0);
-}
-
-/* Restores stderr, echoes what was captured, returns it (static, NUL-terminated). */
-static const char *capture_end(void)
-{
-    static char text[65536];
-    fflush(stderr);
-    assert_true(dup2(saved_fd, STDERR_FILENO) >= 0);
-    close(saved_fd);
-    saved_fd = -1;
-    rewind(cap_file);
-    size_t n = fread(text, 1, sizeof(text) - 1, cap_file);
-    text[n] = '\0';
-    fclose(cap_file);
-    cap_file = NULL;
-    fputs(text, stderr);
-    return text;
-}
-
 /* ---- graphs ------------------------------------------------------------------------------------------ */
 
 struct tg {
@@ -190,9 +158,12 @@ static uint32_t compute(const struct tg *g, uint64_t uid)
 /* Computes and returns the plan's debug line ("" if none). */
 static uint32_t compute_logged(const struct tg *g, uint64_t uid, const char **log)
 {
-    capture_begin();
+    static char text[65536];
+    assert_int_equal(apir_harness_capture_begin(), 0);
     uint32_t r = compute(g, uid);
-    *log = capture_end();
+    assert_int_equal(apir_harness_capture_end(text, sizeof(text)), 0);
+    fputs(text, stderr); /* still shown in the test's output */
+    *log = text;
     return r;
 }
 
